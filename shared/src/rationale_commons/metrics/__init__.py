@@ -5,6 +5,7 @@
   AUPRC, comprehensiveness/sufficiency), numerically equal to the ERASER benchmark's scorer.
 """
 
+from rationale_commons.metrics.eraser import score_results, summary
 from rationale_commons.metrics.lifelong import METRIC_DEFINITIONS, lifelong_metrics
 
-__all__ = ["METRIC_DEFINITIONS", "lifelong_metrics"]
+__all__ = ["METRIC_DEFINITIONS", "lifelong_metrics", "score_results", "summary"]
