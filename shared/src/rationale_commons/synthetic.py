@@ -24,7 +24,7 @@ label and the environment. In train AND val (val has the train distribution, so
 model selection on val does not see the shift) every example gets env "env0" or
 "env1" (half each) and the token appears on exactly ``round(p * n)`` examples of each
 (env, label) group, with ``p`` = 0.9 (env0) / 0.7 (env1) for the task's first label
-and 0.1 / 0.3 for the other labels. At test the correlation is reversed: ``p`` = 0.1
+(``TASK_LABELS[name][0]``: "positive", "sports", "yes") and 0.1 / 0.3 for the others. At test the correlation is reversed: ``p`` = 0.1
 for the first label and 0.9 for the others, and test examples have ``env=None``
 (unknown environment). The spurious token is never part of the rationale; when it is
 prepended every planted position moves right by one, and the document is one word
