@@ -7,10 +7,22 @@ import time
 import pytest
 from rationale_commons.alignment import word_char_offsets, word_mask_to_token_mask
 from rationale_commons.eraser_io import examples_to_annotations
-from rationale_commons.loaders import ColumnMapping, load_data, load_documents
+from rationale_commons.loaders import ColumnMapping, carve_validation, load_data, load_documents
+from rationale_commons.records import Splits
 from rationale_commons.spans import mask_to_spans
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+_LOADED: dict[str, tuple[Splits, float]] = {}
+
+
+def load_timed(folder) -> tuple[Splits, float]:
+    """Load once per test session (BoolQ holds 10^7 words); remember the seconds it took."""
+    if str(folder) not in _LOADED:
+        start = time.perf_counter()
+        splits = load_data(folder)
+        _LOADED[str(folder)] = splits, time.perf_counter() - start
+    return _LOADED[str(folder)]
 
 
 @pytest.mark.parametrize(
@@ -22,10 +34,7 @@ pytestmark = [pytest.mark.realdata, pytest.mark.slow]
     ],
 )
 def test_eraser_tasks(shared_data, task, counts, labels, pair):
-    folder = shared_data / "eraser" / task
-    start = time.perf_counter()
-    splits = load_data(folder)
-    seconds = time.perf_counter() - start
+    splits, seconds = load_timed(shared_data / "eraser" / task)
     print(f"load {task}: {seconds:.2f} s")
     assert splits.name == task
     assert (len(splits.train), len(splits.val), len(splits.test)) == counts
@@ -45,7 +54,7 @@ def test_eraser_tasks(shared_data, task, counts, labels, pair):
 
 def test_movies_evidence_round_trips_through_annotations(shared_data):
     folder = shared_data / "eraser" / "movies"
-    splits = load_data(folder)
+    splits, _ = load_timed(folder)
     example = splits.val[0]
     (annotation,) = examples_to_annotations([example])
     raw = next(
@@ -59,7 +68,7 @@ def test_movies_evidence_round_trips_through_annotations(shared_data):
 
 
 def test_boolq_longest_document_aligns_in_linear_time(shared_data):
-    splits = load_data(shared_data / "eraser" / "boolq")
+    splits, _ = load_timed(shared_data / "eraser" / "boolq")
     longest = max((ex for _, exs in splits.items() for ex in exs), key=lambda ex: len(ex.words))
     offsets = word_char_offsets(longest.words)
     tokens = [(s, e) for s, e in offsets]  # one token per word: worst case for pointer walks
@@ -71,14 +80,15 @@ def test_boolq_longest_document_aligns_in_linear_time(shared_data):
 def test_agnews_headerless_tsv_folder(shared_data):
     folder = shared_data / "plain" / "agnews"
     start = time.perf_counter()
-    splits = load_data(folder)
-    print(f"load agnews: {time.perf_counter() - start:.2f} s")
-    # train.tsv holds 10001 rows (the data README says 10000); no val file, so 10% is carved from train
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (9001, 1000, 7600)
-    assert splits.labels() == ["Business", "Sci/Tech", "Sports", "World"]
-    assert not splits.has_query() and all(ex.rationale is None for ex in splits.test)
     whole = load_data(folder, val_fraction=0.0)
-    assert (len(whole.train), len(whole.val)) == (10001, 0)
+    print(f"load agnews: {time.perf_counter() - start:.2f} s")
+    # train.tsv holds 10001 rows (the data README says 10000)
+    assert (len(whole.train), len(whole.val), len(whole.test)) == (10001, 0, 7600)
+    assert whole.labels() == ["Business", "Sci/Tech", "Sports", "World"]
+    assert not whole.has_query() and all(ex.rationale is None for ex in whole.test)
     assert whole.train[0].id == "train-0" and whole.train[0].words[0] == "p2pnet.net"
+    # no val file: by default 10% of train is carved as val
+    train, val = carve_validation(whole.train, 0.1, 0)
+    assert (len(train), len(val)) == (9001, 1000)
     positional = load_data(folder / "test.tsv", ColumnMapping(text=0, label=1))
-    assert positional.test == splits.test
+    assert positional.test == whole.test
