@@ -320,6 +320,24 @@ def test_load_hub_through_a_local_builder(tmp_path):
     assert splits.test[0].id == "test-0" and splits.labels() == ["0", "1"]
 
 
+@pytest.mark.slow
+def test_load_hub_class_labels_become_names_and_unlabelled_splits_are_skipped(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    write_delimited(tmp_path / "tr.csv", [["text", "label"], ["good", "1"], ["bad", "0"]], ",")
+    write_delimited(tmp_path / "te.csv", [["text", "label"], ["hidden", "-1"]], ",")
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    splits = load_hub(
+        "csv",
+        data_files={"train": str(tmp_path / "tr.csv"), "test": str(tmp_path / "te.csv")},
+        features=features,
+        cache_dir=str(tmp_path / "cache"),
+        val_fraction=0.0,
+    )
+    assert [ex.label for ex in splits.train] == ["pos", "neg"] and splits.test == []
+
+
 # ---------------------------------------------------------------- ERASER
 
 

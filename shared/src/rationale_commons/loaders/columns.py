@@ -50,7 +50,7 @@ class ColumnMapping(BaseModel):
 
     def used(self) -> dict[str, str]:
         """``{field: column}`` for every field that names a column."""
-        return {field: col for field, col in self.model_dump().items() if col is not None}
+        return {f: col for f in _FIELDS if (col := getattr(self, f)) is not None}
 
     def is_positional(self) -> bool:
         """True when every named column is a position (all digit strings)."""
@@ -65,6 +65,9 @@ class ColumnMapping(BaseModel):
 
     def is_default(self) -> bool:
         return self == ColumnMapping()
+
+
+_FIELDS = tuple(ColumnMapping.model_fields)
 
 
 def _blank(value: Any) -> bool:

@@ -22,6 +22,13 @@ def _label_names(dataset: Any, column: str) -> Any:
     return feature if hasattr(feature, "int2str") else None
 
 
+def _unlabelled(dataset: Any, column: str) -> bool:
+    try:
+        return all(v < 0 for v in dataset[column])
+    except (TypeError, KeyError):  # streaming datasets cannot be indexed by column
+        return False
+
+
 def load_hub(
     name: str,
     columns: ColumnMapping | None = None,
@@ -61,8 +68,8 @@ def load_hub(
         if split in splits:
             raise DataError(f"{name}: more than one split maps to {split!r}")
         label_feature = _label_names(dataset, columns.label)
-        if label_feature is not None and all(v < 0 for v in dataset[columns.label]):
-            continue  # an unlabelled split (GLUE-style test labels of -1)
+        if label_feature is not None and _unlabelled(dataset, columns.label):
+            continue  # GLUE-style test split: every label is -1
         where = f"{name}[{hub_split}]"
         examples = []
         for index, row in enumerate(dataset):
