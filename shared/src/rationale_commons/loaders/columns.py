@@ -196,7 +196,7 @@ class IdRegistry:
         field: str,
     ) -> None:
         if example_id in self._seen:
-            message = f"duplicate id {example_id!r} (first seen at {self._seen[example_id]})"
+            message = f"duplicate {field} {example_id!r} (first seen at {self._seen[example_id]})"
             if line is None:
                 message = f"row {row_index}: {message}"
             raise DataError(message, path=path, line=line, field=field)

@@ -24,6 +24,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rationale_commons.errors import DataError
+from rationale_commons.loaders.columns import IdRegistry
 from rationale_commons.records import SPLIT_NAMES, Annotation, Example, Splits
 
 #: Joins the docids of a several-document example into its ``Example.docid``
@@ -237,19 +238,14 @@ def _load_eraser(folder: Path, *, name: str | None) -> Splits:
     documents = load_documents(folder, needed)
 
     splits: dict[str, list[Example]] = {}
-    seen: dict[str, str] = {}
+    ids = IdRegistry()
     for split, rows in parsed.items():
         path = files[split]
         examples = []
         for line, ann in rows:
-            if ann.annotation_id in seen:
-                raise DataError(
-                    f"duplicate annotation_id {ann.annotation_id!r} (first seen at {seen[ann.annotation_id]})",
-                    path=path,
-                    line=line,
-                    field="annotation_id",
-                )
-            seen[ann.annotation_id] = f"{path}:{line}"
+            ids.add(
+                ann.annotation_id, path=path, line=line, row_index=line - 1, field="annotation_id"
+            )
             if ann.classification is None or not ann.classification.strip():
                 raise DataError("empty label", path=path, line=line, field="classification")
             docids = ann.document_ids()
