@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -17,7 +18,11 @@ from rationale_commons.alignment import (
     word_mask_to_token_mask,
 )
 
-GPT2_DIR = Path(__file__).resolve().parents[3] / "shared" / "models" / "gpt2-tokenizer"
+# ../shared/models beside the repository (as tests/conftest.py finds ../shared/data)
+_SHARED_DATA = os.environ.get(
+    "RATIONALE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"
+)
+GPT2_DIR = Path(_SHARED_DATA).parent / "models" / "gpt2-tokenizer"
 
 WORDS = ["a", "really", "great", "movie"]
 # "a really great movie": a=(0,1) really=(2,8) great=(9,14) movie=(15,20)
