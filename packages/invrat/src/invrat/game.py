@@ -1,0 +1,438 @@
+"""The InvRat training game (Chang et al. 2020, §3.3; ALGORITHMS.md §3).
+
+Players are updated in turn following ``config.schedule`` (one player per
+batch, cycled: the reference's 1 generator : 3 f_i : 3 f_e per 7 steps).
+Several restarts are trained; the kept model is the (restart, epoch) with the
+best dev accuracy of the environment-agnostic predictor f_i, among epochs
+whose dev selection rate is within ``selection_tolerance`` of ``alpha``
+(all epochs when none is).
+
+Run dir: ``config.json`` (resolved), ``vocab.json``, ``labels.json``,
+``envs.json`` (policy, names, counts), ``metrics.json`` (one record per
+epoch, rewritten atomically), ``model.safetensors`` (the selected players),
+``selection.json``, ``checkpoint.pt`` (everything needed to resume, written
+after every epoch) and ``DONE`` once training finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rationale_commons.errors import DataError
+from rationale_commons.records import Example, Splits
+from rationale_commons.runtime import (
+    autocast_dtype,
+    choose_device,
+    seed_everything,
+    write_json_atomic,
+)
+from safetensors.torch import save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from invrat.config import InvRatConfig
+from invrat.embeddings import initial_embeddings
+from invrat.environments import (
+    environments_for,
+    index_environments,
+    resolve_policy,
+    split_by_correctness,
+)
+from invrat.losses import generator_objective
+from invrat.model import Generator, Predictor, make_embedding, predictor_input_mask, select
+from invrat.vocab import Batch, Encoded, Vocab, collate, encode
+
+RUN_FILES = ("config.json", "vocab.json", "labels.json", "model.safetensors")
+
+
+def build_players(
+    config: InvRatConfig, vocab_size: int, n_labels: int, n_envs: int, init: torch.Tensor | None
+) -> nn.ModuleDict:
+    """g, f_i, f_e, each with its own embedding layer (as in the reference)."""
+    dim = init.shape[1] if init is not None else config.embedding_dim
+
+    def emb() -> nn.Embedding:
+        return make_embedding(vocab_size, dim, init, freeze=config.freeze_embeddings)
+
+    fi = Predictor(emb(), config.hidden_dim, n_labels, 0, config.dropout)
+    return nn.ModuleDict(
+        {
+            "g": Generator(fi.embedding if config.share_embeddings else emb(), config.hidden_dim, config.dropout),
+            "fi": fi,
+            "fe": Predictor(emb(), config.hidden_dim, n_labels, max(1, n_envs), config.dropout),
+        }
+    )
+
+
+@dataclass
+class Prepared:
+    """A split as ids, label indices and env indices (envs only for training)."""
+
+    encoded: list[Encoded]
+    labels: list[int]
+    envs: list[int] | None
+
+    def batch(self, idx: Sequence[int]) -> Batch:
+        return collate(
+            [self.encoded[i] for i in idx],
+            [self.labels[i] for i in idx],
+            None if self.envs is None else [self.envs[i] for i in idx],
+        )
+
+
+def prepare(
+    examples: Sequence[Example], vocab: Vocab, label_index: dict[str, int], config: InvRatConfig, envs: list[int] | None
+) -> Prepared:
+    unknown = sorted({ex.label for ex in examples} - set(label_index))
+    if unknown:
+        raise DataError(
+            f"label(s) {unknown[:5]} do not occur in the training set (known: {sorted(label_index)})", field="label"
+        )
+    return Prepared(
+        [encode(ex, vocab, max_len=config.max_len, max_query_len=config.max_query_len) for ex in examples],
+        [label_index[ex.label] for ex in examples],
+        envs,
+    )
+
+
+def length_sorted_batches(encoded: Sequence[Encoded], batch_size: int) -> list[list[int]]:
+    """Index batches of similar length (less padding at inference), covering every index once."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _autocast(device: str, precision: str):
+    dtype = autocast_dtype(device, precision)
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate_players(
+    players: nn.ModuleDict, data: Prepared, config: InvRatConfig, device: str, gold: Sequence[list[int] | None] | None = None
+) -> dict[str, float]:
+    """Dev accuracy of f_i on the generator's hard rationale, selection rate, and token F1 when gold is known."""
+    players.eval()
+    correct, selected, doc_tokens = 0, 0.0, 0.0
+    f1s: list[float] = []
+    for idx in length_sorted_batches(data.encoded, config.eval_batch_size):
+        b = data.batch(idx).to(device)
+        with _autocast(device, config.precision):
+            logits = players["g"](b.ids, b.lengths)
+            z, _ = select(logits.float(), b.doc_mask, train=False, gumbel=False, temperature=1.0)
+            out = players["fi"](b.ids, b.lengths, predictor_input_mask(z, b.doc_mask, b.real_mask), b.real_mask)
+        correct += int((out.argmax(-1) == b.labels).sum())
+        selected += float(z.sum())
+        doc_tokens += float(b.doc_mask.sum())
+        if gold is not None:
+            zc = z.cpu()
+            for row, i in enumerate(idx):
+                g = gold[i]
+                if g is None:
+                    continue
+                n = data.encoded[i].n_doc
+                pred = zc[row, :n].numpy() > 0.5
+                truth = np.asarray(g[:n], dtype=bool)
+                tp = float((pred & truth).sum())
+                p = tp / pred.sum() if pred.sum() else 0.0
+                r = tp / truth.sum() if truth.sum() else 0.0
+                f1s.append(2 * p * r / (p + r) if p + r else 0.0)
+    players.train()
+    result = {"dev_acc": correct / max(1, len(data.labels)), "dev_selection_rate": selected / max(1.0, doc_tokens)}
+    if f1s:
+        result["dev_token_f1_truncated"] = float(np.mean(f1s))
+    return result
+
+
+def _player_step(
+    player: str,
+    players: nn.ModuleDict,
+    opts: dict[str, torch.optim.Optimizer],
+    b: Batch,
+    config: InvRatConfig,
+    device: str,
+    temperature: float,
+    lambda_diff: float,
+    warmup: bool = False,
+) -> dict[str, float]:
+    """One coordinate-descent update of ``player`` on batch ``b``; returns the logged losses.
+
+    ``warmup``: the predictors see the whole document (z = 1) and ``player`` must not be the generator.
+    """
+    with _autocast(device, config.precision):
+        if warmup:
+            z = b.doc_mask
+        elif player == "g":
+            logits = players["g"](b.ids, b.lengths).float()
+            z, _ = select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature)
+        else:
+            with torch.no_grad():
+                logits = players["g"](b.ids, b.lengths).float()
+                z, _ = select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature)
+        zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
+        logs: dict[str, float] = {}
+        if player in ("g", "fi"):
+            loss_i = F.cross_entropy(players["fi"](b.ids, b.lengths, zin, b.real_mask).float(), b.labels)
+            logs["loss_i"] = float(loss_i.detach())
+        if player == "fe" or (player == "g" and lambda_diff > 0):
+            loss_e = F.cross_entropy(players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs).float(), b.labels)
+            logs["loss_e"] = float(loss_e.detach())
+        if player == "g":
+            terms = generator_objective(
+                loss_agnostic=loss_i,
+                loss_aware=loss_e if lambda_diff > 0 else loss_i.detach(),
+                z=z,
+                mask=b.doc_mask,
+                alpha=config.alpha,
+                lambda_diff=lambda_diff,
+                lambda_sparsity=config.lambda_sparsity,
+                lambda_continuity=config.lambda_continuity,
+                penalty=config.penalty,
+            )
+            loss = terms["total"]
+            logs.update({f"gen_{k}": float(v.detach()) for k, v in terms.items()})
+        else:
+            loss = loss_i if player == "fi" else loss_e
+    for opt in opts.values():
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(_own_parameters(players, player), config.grad_clip)
+    opts[player].step()
+    return logs
+
+
+def _own_parameters(players: nn.ModuleDict, name: str) -> list[nn.Parameter]:
+    """The trainable parameters a player updates (a shared embedding belongs to f_i, not to g)."""
+    params = [p for p in players[name].parameters() if p.requires_grad]
+    if name == "g":
+        borrowed = {id(p) for p in players["fi"].parameters()}
+        params = [p for p in params if id(p) not in borrowed]
+    return params
+
+
+def _optimizers(players: nn.ModuleDict, config: InvRatConfig) -> dict[str, torch.optim.Optimizer]:
+    return {
+        name: torch.optim.Adam(_own_parameters(players, name), lr=config.lr, weight_decay=config.weight_decay)
+        for name in ("g", "fi", "fe")
+    }
+
+
+def _state_for_file(players: nn.ModuleDict) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in players.state_dict().items()}
+
+
+def _temperature(config: InvRatConfig, epoch: int) -> float:
+    return max(config.min_temperature, config.temperature * config.temperature_decay**epoch)
+
+
+def _atomic_torch_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _eligible(metrics: dict[str, float], config: InvRatConfig) -> bool:
+    tol = config.selection_tolerance
+    return tol is None or abs(metrics["dev_selection_rate"] - config.alpha) <= tol
+
+
+def _fit_reference_envs(
+    data: Prepared, vocab_size: int, n_labels: int, config: InvRatConfig, device: str,
+    init: torch.Tensor | None,
+) -> list[str]:
+    """``infer`` policy: a plain rationalizer (one environment) trained briefly; envs from its correctness."""
+    ref_cfg = config.model_copy(update={"use_env_player": False, "lambda_diff": 0.0})
+    seed_everything(config.seed + 7919)
+    players = build_players(ref_cfg, vocab_size, n_labels, 1, init).to(device)
+    opts = _optimizers(players, ref_cfg)
+    sched = ref_cfg.active_schedule()
+    single = Prepared(data.encoded, data.labels, [0] * len(data.labels))
+    step = 0
+    for epoch in range(config.warmup_epochs + config.infer_epochs):
+        rng = random.Random(config.seed * 7919 + epoch)
+        order = list(range(len(single.labels)))
+        rng.shuffle(order)
+        for start in range(0, len(order), config.batch_size):
+            b = single.batch(order[start : start + config.batch_size]).to(device)
+            if epoch < config.warmup_epochs:
+                _player_step("fi", players, opts, b, ref_cfg, device, 1.0, 0.0, warmup=True)
+                continue
+            _player_step(sched[step % len(sched)], players, opts, b, ref_cfg, device, _temperature(config, epoch), 0.0)
+            step += 1
+    players.eval()
+    correct = [False] * len(single.labels)
+    with torch.no_grad():
+        for idx in length_sorted_batches(single.encoded, config.eval_batch_size):
+            b = single.batch(idx).to(device)
+            z, _ = select(players["g"](b.ids, b.lengths).float(), b.doc_mask, train=False, gumbel=False, temperature=1.0)
+            pred = players["fi"](b.ids, b.lengths, predictor_input_mask(z, b.doc_mask, b.real_mask), b.real_mask).argmax(-1)
+            for row, i in enumerate(idx):
+                correct[i] = bool(pred[row] == b.labels[row])
+    return split_by_correctness(correct)
+
+
+def _check_run_dir(out_dir: Path, resume: bool, config: InvRatConfig) -> dict | None:
+    """Returns the checkpoint to resume from (or None to start fresh)."""
+    if not resume:
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise DataError("run dir exists and is not empty; pass --resume to continue it or choose a new --out", path=out_dir)
+        return None
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return None
+    if not (out_dir / "config.json").is_file():
+        raise DataError("not an invrat run dir (no config.json); cannot resume", path=out_dir)
+    saved = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    current = json.loads(config.model_dump_json())
+    ignore = {"progress", "device", "num_threads", "eval_batch_size"}
+    diff = sorted(k for k in current if k not in ignore and saved.get(k) != current[k])
+    if diff:
+        raise DataError(f"--resume with a different config (fields {diff}); use the run's own config.json", path=out_dir)
+    ckpt = out_dir / "checkpoint.pt"
+    if not ckpt.is_file():
+        return None
+    return torch.load(ckpt, map_location="cpu", weights_only=False)
+
+
+def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, resume: bool = False) -> Path:
+    """Train InvRat on ``splits`` (train; val for selection) and write the run dir. Returns it.
+
+    ``resume=True`` continues a killed run from its last finished epoch (a
+    finished run returns at once).
+    """
+    out_dir = Path(out_dir)
+    if resume and (out_dir / "DONE").is_file():
+        return out_dir
+    train = list(splits.train)
+    if not train:
+        raise DataError("the training split is empty", field="train")
+    val = list(splits.val)
+    if not val:  # selection needs held-out data: carve 10% of train, deterministically
+        rng = random.Random(config.seed)
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        cut = max(1, len(train) // 10) if len(train) > 1 else 0
+        val = [train[i] for i in order[:cut]] or list(train)
+        train = [train[i] for i in order[cut:]] or list(train)
+    ckpt = _check_run_dir(out_dir, resume, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = choose_device(config.device)
+    labels = sorted({ex.label for ex in train})
+    label_index = {lab: i for i, lab in enumerate(labels)}
+    vocab = Vocab.build(train, lowercase=config.lowercase, min_count=config.min_count, max_vocab=config.max_vocab, max_len=config.max_len)
+    init, emb_info = initial_embeddings(config, vocab)
+    train_data = prepare(train, vocab, label_index, config, None)
+    val_data = prepare(val, vocab, label_index, config, None)
+    gold = [ex.rationale for ex in val] if any(ex.rationale is not None for ex in val) else None
+
+    policy = resolve_policy(train, config)
+    if ckpt is not None:
+        env_info = json.loads((out_dir / "envs.json").read_text(encoding="utf-8"))
+        env_names = env_info["per_example"]
+    else:
+        env_names = environments_for(train, config, policy)
+        if env_names is None:
+            env_names = _fit_reference_envs(train_data, len(vocab), len(labels), config, device, init)
+    env_idx, env_order = index_environments(env_names)
+    train_data.envs = env_idx
+    if ckpt is None:
+        write_json_atomic(out_dir / "config.json", json.loads(config.model_dump_json()))
+        vocab.save(out_dir / "vocab.json")
+        write_json_atomic(out_dir / "labels.json", labels)
+        write_json_atomic(
+            out_dir / "envs.json",
+            {"policy": policy, "names": env_order, "counts": {e: env_names.count(e) for e in env_order},
+             "per_example": env_names, "embedding": emb_info},
+            indent=None,
+        )
+        write_json_atomic(out_dir / "metrics.json", [])
+
+    metrics: list[dict] = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8")) if ckpt else []
+    best = ckpt["best"] if ckpt else None
+    start_restart = ckpt["restart"] if ckpt else 0
+    lambda_diff = config.lambda_diff if config.use_env_player else 0.0
+    schedule = config.active_schedule()
+    batches_per_epoch = math.ceil(len(train_data.labels) / config.batch_size)
+
+    for restart in range(start_restart, config.restarts):
+        resuming = ckpt is not None and ckpt["restart"] == restart
+        seed_everything(config.seed + restart)
+        players = build_players(config, len(vocab), len(labels), len(env_order), init).to(device)
+        opts = _optimizers(players, config)
+        start_epoch, step = 0, 0
+        if resuming:
+            players.load_state_dict(ckpt["players"])
+            for name, opt in opts.items():
+                opt.load_state_dict(ckpt["optimizers"][name])
+            start_epoch, step = ckpt["epoch"] + 1, ckpt["step"]
+            torch.set_rng_state(ckpt["torch_rng"])
+        players.train()
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.perf_counter()
+            temperature = _temperature(config, epoch)
+            rng = random.Random((config.seed + restart) * 100003 + epoch)
+            order = list(range(len(train_data.labels)))
+            rng.shuffle(order)
+            sums: dict[str, list[float]] = {}
+            bar = tqdm(
+                range(batches_per_epoch), desc=f"restart {restart + 1}/{config.restarts} epoch {epoch + 1}/{config.epochs}",
+                disable=not config.progress, leave=False,
+            )
+            warmup = epoch < config.warmup_epochs
+            for k in bar:
+                b = train_data.batch(order[k * config.batch_size : (k + 1) * config.batch_size]).to(device)
+                if warmup:  # both predictors on every batch, on the whole document
+                    logs = _player_step("fi", players, opts, b, config, device, temperature, 0.0, warmup=True)
+                    if config.use_env_player:
+                        logs.update(_player_step("fe", players, opts, b, config, device, temperature, 0.0, warmup=True))
+                else:
+                    player = schedule[step % len(schedule)]
+                    logs = _player_step(player, players, opts, b, config, device, temperature, lambda_diff)
+                    step += 1
+                for key, v in logs.items():
+                    sums.setdefault(key, []).append(v)
+            record = {
+                "restart": restart, "epoch": epoch, "step": step, "temperature": temperature, "warmup": warmup,
+                **{f"train_{k}": float(np.mean(v)) for k, v in sums.items()},
+                **evaluate_players(players, val_data, config, device, gold),
+                "seconds": time.perf_counter() - t0,
+            }
+            record["eligible"] = not warmup and _eligible(record, config)
+            key = (record["eligible"], record["dev_acc"])
+            if best is None or key > (best["eligible"], best["dev_acc"]):
+                best = {k: record[k] for k in ("restart", "epoch", "eligible", "dev_acc", "dev_selection_rate")}
+                save_file(_state_for_file(players), str(out_dir / ".model.safetensors.tmp"))
+                (out_dir / ".model.safetensors.tmp").replace(out_dir / "model.safetensors")
+                write_json_atomic(out_dir / "selection.json", best)
+            record["selected_so_far"] = dict(best)
+            metrics.append(record)
+            write_json_atomic(out_dir / "metrics.json", metrics)
+            if config.progress:
+                tqdm.write(
+                    f"restart {restart} epoch {epoch}: dev_acc {record['dev_acc']:.3f} "
+                    f"selection {record['dev_selection_rate']:.3f}"
+                    + (f" token_f1 {record['dev_token_f1_truncated']:.3f}" if "dev_token_f1_truncated" in record else "")
+                    + f" ({record['seconds']:.0f}s)"
+                )
+            _atomic_torch_save(
+                {"restart": restart, "epoch": epoch, "step": step, "players": players.state_dict(),
+                 "optimizers": {n: o.state_dict() for n, o in opts.items()}, "torch_rng": torch.get_rng_state(),
+                 "best": best},
+                out_dir / "checkpoint.pt",
+            )
+        ckpt = None
+    (out_dir / "DONE").write_text("ok\n", encoding="utf-8")
+    return out_dir

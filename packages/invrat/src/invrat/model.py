@@ -1,0 +1,112 @@
+"""The three InvRat players (Chang et al. 2020, §3): generator g, predictors f_i and f_e.
+
+Each player owns an embedding layer and a bidirectional GRU over word ids.
+Axis letters: B batch, T time (tokens), D embedding size, H hidden size, C labels, E environments.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from invrat.losses import straight_through
+
+
+def make_embedding(vocab_size: int, dim: int, init: torch.Tensor | None, *, freeze: bool) -> nn.Embedding:
+    emb = nn.Embedding(vocab_size, dim, padding_idx=0)
+    if init is not None:
+        emb.weight.data.copy_(init)
+        emb.weight.requires_grad_(not freeze)
+    return emb
+
+
+class BiGRU(nn.Module):
+    """A packed bidirectional GRU: padding never feeds the backward direction."""
+
+    def __init__(self, input_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(input_dim, hidden_dim, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+        return out  # (B, T, 2H)
+
+
+class Generator(nn.Module):
+    """g: a selection logit per token; the caller turns it into a hard mask."""
+
+    def __init__(self, embedding: nn.Embedding, hidden_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.drop = nn.Dropout(dropout)
+        self.encoder = BiGRU(embedding.embedding_dim, hidden_dim)
+        self.head = nn.Linear(2 * hidden_dim, 1)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.drop(self.embedding(ids))  # (B, T, D)
+        h = self.drop(self.encoder(x, lengths))  # (B, T, 2H)
+        return self.head(h).squeeze(-1)  # (B, T) logits
+
+
+class Predictor(nn.Module):
+    """f_i (``n_envs == 0``) or f_e: predicts the label from the masked tokens.
+
+    Unselected token embeddings are zeroed; f_e concatenates the one-hot of the
+    example's environment to every token embedding (any number of environments).
+    The sequence is max-pooled over real positions.
+    """
+
+    def __init__(self, embedding: nn.Embedding, hidden_dim: int, n_labels: int, n_envs: int, dropout: float) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.n_envs = n_envs
+        self.drop = nn.Dropout(dropout)
+        self.encoder = BiGRU(embedding.embedding_dim + n_envs, hidden_dim)
+        self.head = nn.Linear(2 * hidden_dim, n_labels)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        lengths: torch.Tensor,
+        z: torch.Tensor,
+        real_mask: torch.Tensor,
+        envs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.drop(self.embedding(ids)) * z.unsqueeze(-1).to(self.embedding.weight.dtype)  # (B, T, D)
+        if self.n_envs:
+            if envs is None:
+                raise ValueError("the environment-aware predictor needs envs")
+            onehot = nn.functional.one_hot(envs, self.n_envs).to(x.dtype)  # (B, E)
+            x = torch.cat([x, onehot.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, D+E)
+        h = self.drop(self.encoder(x, lengths))  # (B, T, 2H)
+        h = h.masked_fill(real_mask.unsqueeze(-1) == 0, float("-inf"))
+        pooled = h.max(dim=1).values  # (B, 2H)
+        return self.head(pooled)  # (B, C)
+
+
+def select(
+    logits: torch.Tensor, doc_mask: torch.Tensor, *, train: bool, gumbel: bool, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hard straight-through mask over document positions, and the selection probabilities.
+
+    Forward: z = 1[sigmoid((logit + noise) / tau) > 0.5] on document positions, 0 elsewhere;
+    backward: the gradient of the soft value. Noise is logistic (the two-class Gumbel) while training.
+    """
+    probs = torch.sigmoid(logits)  # (B, T)
+    if train and gumbel:
+        u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+        soft = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / temperature)
+    else:
+        soft = probs
+    hard = (soft > 0.5).to(soft.dtype)
+    z = straight_through(hard, soft) * doc_mask
+    return z, probs * doc_mask
+
+
+def predictor_input_mask(z: torch.Tensor, doc_mask: torch.Tensor, real_mask: torch.Tensor) -> torch.Tensor:
+    """What the predictors see: the selected document tokens, plus the separator and query (always)."""
+    return z + (real_mask - doc_mask)

@@ -1,0 +1,135 @@
+"""Loading any causal LM (hub id, local folder, GGUF file) or building a fresh small GPT-2.
+
+Models are loaded with ``attn_implementation="eager"`` so CCI can read attention weights.
+The fresh GPT-2 (``source = "gpt2-scratch"``, the offline default) gets a byte-level BPE
+tokenizer trained on the tasks' own text. LAMOL's special tokens are added to every tokenizer
+and the embeddings resized to match.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from rationale_commons.errors import DataError
+
+from rational_lamol.config import ModelConfig
+from rational_lamol.tasks import PAD_TOKEN, special_token_strings
+
+log = logging.getLogger(__name__)
+
+SCRATCH_EOS = "<|endoftext|>"
+
+
+def train_scratch_tokenizer(texts: Iterable[str], *, vocab_size: int, special_tokens: Sequence[str]):
+    """A byte-level BPE tokenizer trained on ``texts``, wrapped as ``GPT2TokenizerFast``."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
+    bpe.train_from_iterator(
+        list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=[SCRATCH_EOS, *special_tokens],
+        show_progress=False,
+    )
+    tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=SCRATCH_EOS, bos_token=SCRATCH_EOS,
+                            unk_token=SCRATCH_EOS, pad_token=PAD_TOKEN)
+    tok.model_max_length = 1_000_000
+    return tok
+
+
+def add_lamol_tokens(tokenizer, task_names: Sequence[str]) -> int:
+    """Add ``__ans__``, ``__pad__`` and the generation tokens; return how many were new."""
+    from tokenizers import AddedToken
+
+    vocab = tokenizer.get_vocab()
+    new = [t for t in special_token_strings(task_names) if t not in vocab]
+    if new:
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in new], special_tokens=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = PAD_TOKEN
+    if tokenizer.eos_token is None:
+        raise DataError("the model's tokenizer has no EOS token; LAMOL needs one")
+    return len(new)
+
+
+def build_scratch_model(config: ModelConfig, vocab_size: int, *, eos_id: int, pad_id: int):
+    """A fresh GPT-2 of the configured size (random init; seed first for repeatability)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=config.max_length,
+        n_embd=config.n_embd,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout,
+        attn_pdrop=config.dropout,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+    return GPT2LMHeadModel(gpt2)
+
+
+def _split_gguf(config: ModelConfig) -> tuple[str, str | None]:
+    src = config.source
+    if src.endswith(".gguf"):
+        path = Path(src).expanduser()
+        if not path.is_file():
+            raise DataError("GGUF file not found", path=src)
+        return str(path.parent), path.name
+    return src, config.gguf_file
+
+
+def load_pretrained(config: ModelConfig, task_names: Sequence[str]):
+    """(model, tokenizer) from a hub id, a local folder or a GGUF file, with LAMOL tokens added."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where, gguf_file = _split_gguf(config)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    if gguf_file:
+        try:
+            import gguf  # noqa: F401
+        except ImportError:
+            raise DataError("loading a GGUF file needs the 'gguf' package: pip install 'rational-lamol[gguf]'") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(where, attn_implementation="eager", **kwargs)
+    except OSError as exc:
+        raise DataError(f"cannot load model {config.source!r}: {str(exc).splitlines()[0]}") from None
+    prepare_model_tokens(model, tokenizer, task_names)
+    return model, tokenizer
+
+
+def prepare_model_tokens(model, tokenizer, task_names: Sequence[str]) -> None:
+    """Add LAMOL's tokens and grow the embeddings when the tokenizer outgrew them."""
+    add_lamol_tokens(tokenizer, task_names)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+
+
+def load_saved(folder: str | Path):
+    """(model, tokenizer) from one of our checkpoints (``<i>_<task>/model``)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager")
+    return model, tokenizer
+
+
+def save_model(model, tokenizer, folder: str | Path) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+
+
+def model_signature(config: ModelConfig) -> dict:
+    """What identifies an initial model (for caching the shared task-1 checkpoint)."""
+    return config.model_dump()

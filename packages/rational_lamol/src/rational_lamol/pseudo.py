@@ -1,0 +1,196 @@
+"""LAMOL pseudo-samples: the model generates old tasks' examples from their generation token
+(ALGORITHMS.md §1).
+
+Sampling is batched (every row starts from the same GEN token, so no padding) with top-k,
+temperature 1, and the KV cache (``model.generate``), until EOS or the window. A sample is kept
+only if it holds exactly one ``__ans__`` with a non-empty question before it and a non-empty
+answer after it, and no other special token; :class:`PseudoReport` counts what was kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from rational_lamol.tasks import SpecialIds, TrainSequence
+
+
+@dataclass
+class ParsedSample:
+    question_ids: list[int]  # everything before __ans__ ("c q")
+    answer_ids: list[int]  # everything after __ans__, up to EOS (exclusive)
+
+
+def parse_pseudo_sample(ids: Sequence[int], ids_map: SpecialIds) -> ParsedSample | None:
+    """Parse generated ids (after GEN, GEN excluded); ``None`` when malformed.
+
+    The sample ends at the first EOS (or where generation stopped). Rejected: no ``__ans__`` or
+    more than one, an empty question or answer, any other special token inside.
+    """
+    ids = list(ids)
+    if ids_map.eos in ids:
+        ids = ids[: ids.index(ids_map.eos)]
+    if ids.count(ids_map.ans) != 1:
+        return None
+    forbidden = ids_map.all_special - {ids_map.ans}
+    if any(t in forbidden for t in ids):
+        return None
+    k = ids.index(ids_map.ans)
+    question, answer = ids[:k], ids[k + 1 :]
+    if not question or not answer:
+        return None
+    return ParsedSample(question_ids=question, answer_ids=answer)
+
+
+@dataclass
+class PseudoReport:
+    requested: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)
+    generated_tokens: int = 0
+    seconds: float = 0.0
+    examples: dict[str, list[str]] = field(default_factory=dict)  # a few decoded samples per task
+
+    def as_dict(self) -> dict:
+        req, kept = sum(self.requested.values()), sum(self.kept.values())
+        return {
+            "requested": self.requested,
+            "kept": self.kept,
+            "kept_fraction": round(kept / req, 4) if req else None,
+            "generated_tokens": self.generated_tokens,
+            "seconds": round(self.seconds, 3),
+            "tokens_per_second": round(self.generated_tokens / self.seconds, 1) if self.seconds else None,
+            "examples": self.examples,
+        }
+
+
+@torch.no_grad()
+def sample_with_cache(
+    model, start_id: int, n: int, *, max_length: int, eos_id: int, pad_id: int, top_k: int, temperature: float,
+    batch_size: int, generator_seed: int,
+) -> list[list[int]]:
+    """``n`` samples of at most ``max_length`` tokens (GEN included) via ``model.generate``."""
+    device = next(model.parameters()).device
+    out: list[list[int]] = []
+    torch.manual_seed(generator_seed)
+    for b0 in range(0, n, batch_size):
+        rows = min(batch_size, n - b0)
+        start = torch.full((rows, 1), start_id, dtype=torch.long, device=device)
+        seqs = model.generate(
+            input_ids=start,
+            attention_mask=torch.ones_like(start),
+            do_sample=True,
+            top_k=top_k if top_k > 0 else None,
+            top_p=None,
+            temperature=temperature,
+            max_length=max_length,
+            eos_token_id=eos_id,
+            pad_token_id=pad_id,
+            use_cache=True,
+        )
+        for row in seqs[:, 1:].tolist():
+            out.append(_cut(row, eos_id))
+    return out
+
+
+@torch.no_grad()
+def sample_without_cache(
+    model, start_id: int, n: int, *, max_length: int, eos_id: int, top_k: int, temperature: float,
+    batch_size: int, generator_seed: int,
+) -> list[list[int]]:
+    """The plain token-by-token loop (full forward every step, no KV cache): the benchmark's
+    baseline. Same sampling rule as :func:`sample_with_cache`."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device="cpu").manual_seed(generator_seed)
+    out: list[list[int]] = []
+    for b0 in range(0, n, batch_size):
+        rows = min(batch_size, n - b0)
+        seqs = torch.full((rows, 1), start_id, dtype=torch.long, device=device)
+        done = torch.zeros(rows, dtype=torch.bool, device=device)
+        while seqs.shape[1] < max_length and not bool(done.all()):
+            logits = model(input_ids=seqs, use_cache=False).logits[:, -1].float() / temperature  # (B, V)
+            if top_k > 0:
+                kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = torch.softmax(logits, dim=-1).cpu()
+            nxt = torch.multinomial(probs, 1, generator=gen).to(device)  # (B, 1)
+            nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
+            seqs = torch.cat([seqs, nxt], dim=1)
+            done |= nxt[:, 0] == eos_id
+        for row in seqs[:, 1:].tolist():
+            out.append(_cut(row, eos_id))
+    return out
+
+
+def _cut(row: list[int], eos_id: int) -> list[int]:
+    """Up to and including the first EOS."""
+    return row[: row.index(eos_id) + 1] if eos_id in row else row
+
+
+def generate_pseudo_samples(
+    model,
+    tokenizer,
+    counts: dict[str, int],
+    ids_map: SpecialIds,
+    *,
+    max_length: int,
+    top_k: int,
+    temperature: float,
+    batch_size: int,
+    seed: int,
+    accelerator=None,
+    keep_examples: int = 3,
+) -> tuple[list[TrainSequence], PseudoReport]:
+    """Pseudo-samples of old tasks, ``counts[task]`` each, as training sequences.
+
+    With a shared generation token the counts are summed and sampled from ``__gen__`` (the
+    samples then carry no task name: they are labelled ``"__shared__"``).
+    """
+    import time
+
+    report = PseudoReport()
+    plan: list[tuple[str, int, int]] = []  # (label, gen id, n)
+    if ids_map.shared_gen:
+        total = sum(counts.values())
+        if total:
+            plan.append(("__shared__", ids_map.gen_id(""), total))
+    else:
+        plan.extend((task, ids_map.gen_id(task), n) for task, n in counts.items() if n)
+    seqs: list[TrainSequence] = []
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    for k, (label, gen_id, n) in enumerate(plan):
+        report.requested[label] = n
+        # several processes: each samples its share, then all gather every sample
+        if accelerator is not None and accelerator.num_processes > 1:
+            share = [n // accelerator.num_processes + (1 if r < n % accelerator.num_processes else 0)
+                     for r in range(accelerator.num_processes)]
+            mine = share[accelerator.process_index]
+            rows = sample_with_cache(model, gen_id, mine, max_length=max_length, eos_id=ids_map.eos,
+                                     pad_id=ids_map.pad, top_k=top_k, temperature=temperature,
+                                     batch_size=batch_size, generator_seed=seed * 1000 + k * 10 + accelerator.process_index)
+            from accelerate.utils import gather_object
+
+            rows = gather_object(rows)
+        else:
+            rows = sample_with_cache(model, gen_id, n, max_length=max_length, eos_id=ids_map.eos, pad_id=ids_map.pad,
+                                     top_k=top_k, temperature=temperature, batch_size=batch_size,
+                                     generator_seed=seed * 1000 + k * 10)
+        kept = 0
+        for row in rows:
+            report.generated_tokens += len(row)
+            parsed = parse_pseudo_sample(row, ids_map)
+            if parsed is None:
+                continue
+            kept += 1
+            qa = [*parsed.question_ids, ids_map.ans, *parsed.answer_ids, ids_map.eos]
+            seqs.append(TrainSequence(qa_ids=qa, answer_start=len(parsed.question_ids) + 1, gen_id=gen_id,
+                                      task=label, pseudo=True))
+            if len(report.examples.setdefault(label, [])) < keep_examples:
+                report.examples[label].append(tokenizer.decode(qa, skip_special_tokens=False))
+        report.kept[label] = kept
+    report.seconds = time.perf_counter() - start
+    model.train(was_training)
+    return seqs, report

@@ -1,0 +1,305 @@
+"""Reports over run dirs: a comparison table (mean ± std over seeds and orders) and an HTML page.
+
+Everything here reads the run-dir contract only (``results.json``, each run's ``cci.json``, the
+optional ``rationale_samples.json``), so a report can be rebuilt or aggregated over several run
+dirs at any time: ``rational-lamol report RUN_DIR...``. Every number is recomputed from
+``results.json`` by the pure functions below.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rationale_commons.errors import DataError
+from rationale_commons.metrics.lifelong import METRIC_DEFINITIONS
+
+METRICS = ("acc", "bwt", "fwt", "forgetting")
+
+
+@dataclass
+class Run:
+    """One entry of a ``results.json``, with the folder it lives in."""
+
+    root: Path
+    record: dict[str, Any]
+    cci: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return str(self.record["method"])
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.record["dir"]
+
+
+def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
+    """Read every run of every run dir (its ``results.json`` and, where present, ``cci.json``)."""
+    runs: list[Run] = []
+    for run_dir in map(Path, run_dirs):
+        results_path = run_dir / "results.json"
+        if not results_path.is_file():
+            raise DataError("not a run dir (no results.json)", path=run_dir)
+        try:
+            results = json.loads(results_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"malformed JSON ({exc.msg})", path=results_path, line=exc.lineno) from exc
+        for record in results.get("runs", []):
+            run = Run(root=run_dir, record=record)
+            cci_path = run.dir / "cci.json"
+            if cci_path.is_file():
+                run.cci = json.loads(cci_path.read_text(encoding="utf-8"))
+            runs.append(run)
+    return runs
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean and sample standard deviation of the defined values (``None`` ignored), and their count."""
+    defined = [float(v) for v in values if v is not None]
+    if not defined:
+        return None, None, 0
+    std = statistics.stdev(defined) if len(defined) > 1 else 0.0
+    return statistics.fmean(defined), std, len(defined)
+
+
+def frozen_components(run: Run) -> list[Any]:
+    """What was frozen while training the last task (empty for methods that freeze nothing)."""
+    return list(run.cci[-1].get("frozen", [])) if run.cci else []
+
+
+def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """One row per method: mean ± std of each lifelong metric over all its runs (seeds × orders)."""
+    by_method: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_method[run.method].append(run)
+    rows = []
+    for method, method_runs in by_method.items():
+        row: dict[str, Any] = {"method": method, "n_runs": len(method_runs)}
+        for metric in METRICS:
+            mean, std, n = mean_std([r.record["metrics"].get(metric) for r in method_runs])
+            row[metric] = {"mean": mean, "std": std, "n": n}
+        row["frozen"] = [frozen_components(r) for r in method_runs if r.cci]
+        row["wall_seconds"] = mean_std([r.record.get("wall_seconds") for r in method_runs])[0]
+        rows.append(row)
+    return rows
+
+
+def format_mean_std(cell: dict[str, Any]) -> str:
+    if cell["mean"] is None:
+        return "—"
+    if cell["n"] > 1:
+        return f"{cell['mean']:.1f} ± {cell['std']:.1f}"
+    return f"{cell['mean']:.1f}"
+
+
+def format_frozen(frozen_per_run: list[list[Any]]) -> str:
+    if not frozen_per_run:
+        return "—"
+    unique = {json.dumps(f) for f in frozen_per_run}
+    if len(unique) == 1:
+        return _components_text(frozen_per_run[0])
+    return f"{len(unique)} different sets (see cci.json)"
+
+
+def _components_text(components: list[Any]) -> str:
+    if not components:
+        return "nothing"
+    if isinstance(components[0], list):
+        return ", ".join(f"b{b}h{h}" for b, h in components)
+    return ", ".join(f"block {b}" for b in components)
+
+
+def comparison_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """A rich table of the summary rows (ACC, BWT, FWT, forgetting in %, frozen components)."""
+    from rich.table import Table
+
+    n_runs = max((row["n_runs"] for row in rows), default=0)
+    title = "Lifelong metrics (%)" + (f", mean ± std over {n_runs} runs" if n_runs > 1 else "")
+    table = Table(title=title)
+    table.add_column("method")
+    for metric in METRICS:
+        table.add_column(metric.upper() if metric != "forgetting" else "Forgetting", justify="right")
+    table.add_column("frozen while training the last task")
+    for row in rows:
+        table.add_row(
+            row["method"], *(format_mean_std(row[m]) for m in METRICS), format_frozen(row["frozen"])
+        )
+    return table
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _png_data_uri(figure: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def heatmap(
+    matrix: Sequence[Sequence[float]],
+    *,
+    title: str,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    xlabel: str,
+    ylabel: str,
+    fmt: str = "{:.0f}",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "viridis",
+) -> str:
+    """A labelled heatmap as a PNG data URI (values written in the cells when the grid is small)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values = np.asarray(matrix, dtype=float)
+    height = max(2.2, 0.45 * values.shape[0] + 1.2)
+    width = max(3.0, 0.45 * values.shape[1] + 2.0)
+    figure, axis = plt.subplots(figsize=(min(width, 14), min(height, 10)))
+    image = axis.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    axis.set_title(title, fontsize=10)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_xticks(range(values.shape[1]), col_labels, rotation=45 if values.shape[1] > 6 else 0)
+    axis.set_yticks(range(values.shape[0]), row_labels)
+    if values.size <= 64:
+        for (i, j), value in np.ndenumerate(values):
+            axis.text(j, i, fmt.format(value), ha="center", va="center", color="white", fontsize=8)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    return _png_data_uri(figure)
+
+
+def score_matrix_uri(run: Run) -> str:
+    order = run.record["order"]
+    matrix = run.record["score_matrix"]
+    rows = ["all tasks"] if len(matrix) == 1 else [f"after {t}" for t in order]
+    return heatmap(
+        matrix,
+        title=f"{run.method} (seed {run.record['seed']}): exact match %",
+        row_labels=rows,
+        col_labels=order,
+        xlabel="evaluated task",
+        ylabel="trained up to",
+        vmin=0,
+        vmax=100,
+    )
+
+
+def cci_scores_uri(entry: dict[str, Any]) -> str | None:
+    """Heatmap of the mean CCI scores of one transition (blocks, or blocks × heads); lower = more plastic."""
+    scores = entry.get("scores_mean")
+    if not scores:
+        return None
+    grid = scores if isinstance(scores[0], list) else [[s] for s in scores]
+    return heatmap(
+        grid,
+        title=f"CCI {entry['level']} scores, {entry['from_task']} → {entry['to_task']} (low = forgot most)",
+        row_labels=[str(b) for b in range(len(grid))],
+        col_labels=[str(h) for h in range(len(grid[0]))] if len(grid[0]) > 1 else ["block"],
+        xlabel="head" if len(grid[0]) > 1 else "",
+        ylabel="block",
+        fmt="{:.2f}",
+        cmap="magma",
+    )
+
+
+# ---------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
+th:first-child,td:first-child{text-align:left}.figs{display:flex;flex-wrap:wrap;gap:1rem}
+.figs img{max-width:520px}.rat{line-height:1.7;border:1px solid #eee;padding:.5rem;margin:.5rem 0}
+.sel{background:#ffe066}.gold{border-bottom:2px solid #2a9d8f}.def{color:#555;font-size:.9em}
+"""
+
+
+def _summary_html(rows: Sequence[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{m}</th>" for m in ("method", *METRICS, "runs", "frozen (last task)"))
+    body = ""
+    for row in rows:
+        cells = [html.escape(row["method"])] + [format_mean_std(row[m]) for m in METRICS]
+        cells += [str(row["n_runs"]), html.escape(format_frozen(row["frozen"]))]
+        body += "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+    definitions = "".join(
+        f"<li><b>{m}</b>: {html.escape(METRIC_DEFINITIONS[m])}</li>" for m in METRICS
+    )
+    return f"<table><tr>{head}</tr>{body}</table><ul class='def'>{definitions}</ul>"
+
+
+def _rationale_samples_html(samples: Sequence[dict[str, Any]]) -> str:
+    parts = []
+    for sample in samples:
+        words = sample["words"]
+        predicted = sample.get("predicted") or [0] * len(words)
+        gold = sample.get("gold") or [0] * len(words)
+        spans = []
+        for word, p, g in zip(words, predicted, gold, strict=False):
+            classes = " ".join(c for c, on in (("sel", p), ("gold", g)) if on)
+            spans.append(f"<span class='{classes}'>{html.escape(word)}</span>" if classes else html.escape(word))
+        query = f"<br><i>query: {html.escape(sample['query'])}</i>" if sample.get("query") else ""
+        parts.append(
+            f"<div class='rat'><b>{html.escape(sample['task'])}</b> — label "
+            f"<b>{html.escape(str(sample.get('label', '')))}</b>{query}<br>{' '.join(spans)}</div>"
+        )
+    legend = "<p><span class='sel'>selected rationale</span> · <span class='gold'>planted/human rationale</span></p>"
+    return legend + "".join(parts)
+
+
+def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") -> str:
+    rows = summarize(runs)
+    sections = [f"<h1>{html.escape(title)}</h1>", "<h2>Comparison</h2>", _summary_html(rows)]
+    sections.append("<h2>Score matrices</h2><div class='figs'>")
+    sections += [f"<img src='{score_matrix_uri(run)}'>" for run in runs]
+    sections.append("</div>")
+    cci_runs = [run for run in runs if run.cci]
+    if cci_runs:
+        sections.append("<h2>Critical component identification</h2>")
+        for run in cci_runs:
+            sections.append(f"<h3>{html.escape(run.method)}, seed {run.record['seed']}</h3><div class='figs'>")
+            for entry in run.cci:
+                uri = cci_scores_uri(entry)
+                chosen = html.escape(_components_text(entry.get("chosen", [])))
+                caption = f"chose {chosen}; used {entry.get('n_used')} examples, skipped {entry.get('n_skipped')}"
+                image = f"<img src='{uri}'>" if uri else ""
+                sections.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
+            sections.append("</div>")
+    seen: set[Path] = set()
+    for run in runs:
+        samples_path = run.root / "rationale_samples.json"
+        if samples_path.is_file() and run.root not in seen:
+            seen.add(run.root)
+            samples = json.loads(samples_path.read_text(encoding="utf-8"))
+            sections.append("<h2>Sample rationales</h2>" + _rationale_samples_html(samples))
+    return f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style>" + "\n".join(
+        sections
+    )
+
+
+def write_report(run_dirs: Sequence[str | Path], out_html: str | Path) -> Path:
+    """Build the HTML report of one or more run dirs (aggregating them) and write it atomically."""
+    runs = load_runs(run_dirs)
+    if not runs:
+        raise DataError("no runs recorded in results.json", path=run_dirs[0])
+    out_html = Path(out_html)
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_html.with_suffix(out_html.suffix + ".tmp")
+    tmp.write_text(render_html(runs), encoding="utf-8")
+    tmp.replace(out_html)
+    return out_html

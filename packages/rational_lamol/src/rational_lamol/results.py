@@ -1,0 +1,76 @@
+"""``results.json``: the run dir's contract, and the table printed at the end of a run.
+
+``{"runs": [{"method", "seed", "order", "dir", "score_matrix", "baseline", "metrics",
+"wall_seconds", ...}], "metric_definitions": {...}, "config_name": ...}``
+
+``score_matrix[i][j]``: score (percent, exact match) on the j-th task of ``order`` after
+training the i-th task of ``order`` (``multitask``: one row). ``baseline``: the scores before any
+training. ``metrics`` are recomputed from those two by ``rationale_commons.metrics.lifelong``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rationale_commons.metrics.lifelong import METRIC_DEFINITIONS, lifelong_metrics
+from rationale_commons.runtime import write_json_atomic
+
+METRICS = ("acc", "bwt", "fwt", "forgetting")
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 4)
+
+
+def build_run_record(
+    *, method: str, seed: int, order: Sequence[str], rel_dir: str, rows: Sequence[Sequence[float]],
+    baseline: Sequence[float], wall_seconds: float, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    matrix = [list(map(float, r)) for r in rows]
+    metrics = lifelong_metrics(matrix, baseline=list(baseline))
+    return {
+        "method": method,
+        "seed": seed,
+        "order": list(order),
+        "dir": rel_dir,
+        "score_matrix": matrix,
+        "baseline": list(map(float, baseline)),
+        "metrics": {k: _round(metrics.get(k)) for k in METRICS},
+        "wall_seconds": round(wall_seconds, 2),
+        **(extra or {}),
+    }
+
+
+def write_results(out_dir: str | Path, records: Sequence[dict[str, Any]], config=None) -> Path:
+    path = Path(out_dir) / "results.json"
+    data = {
+        "runs": list(records),
+        "metric_definitions": dict(METRIC_DEFINITIONS),
+        "score_unit": "percent exact match of the greedy answer",
+    }
+    if config is not None:
+        data["config_name"] = config.name
+    write_json_atomic(path, data)
+    return path
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:+.1f}" if v < 0 else f"{v:.1f}"
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    """One line per run: method, seed, order, ACC, BWT, FWT, forgetting, wall time."""
+    head = ["method", "seed", "order", "ACC", "BWT", "FWT", "forget", "final scores", "seconds"]
+    rows = []
+    for r in records:
+        m = r["metrics"]
+        final = " ".join(f"{s:.0f}" for s in r["score_matrix"][-1])
+        rows.append([r["method"], str(r["seed"]), ">".join(r["order"]), *(_fmt(m.get(k)) for k in METRICS),
+                     final, f"{r['wall_seconds']:.0f}"])
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,330 @@
+"""Tasks as LAMOL QA text (ALGORITHMS.md §1).
+
+Every example becomes ``c q __ans__ a EOS``: context ``c`` (the document), question ``q`` (the
+example's query, or the task's fixed question for single-input tasks), answer ``a`` (the label as
+text). The LM view prepends a generation token: ``GEN c q __ans__ a EOS``.
+
+A context longer than the window is truncated **from its end**; ``q __ans__ a EOS`` is never cut
+(the reference code could cut the answer). Pieces are tokenized separately and joined as ids, so
+the document's token span and each document token's character offsets are known exactly:
+:func:`encode_qa` returns them for CCI's rationale alignment.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rationale_commons.errors import DataError
+from rationale_commons.records import Example, Splits
+
+from rational_lamol.config import SYNTHETIC_PREFIX, ExperimentConfig, TaskConfig
+
+ANS_TOKEN = "__ans__"
+PAD_TOKEN = "__pad__"
+SHARED_GEN_TOKEN = "__gen__"
+
+
+def task_gen_token(task: str) -> str:
+    return f"__{task}__"
+
+
+# --------------------------------------------------------------------------------------------
+# Special tokens
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Ids of LAMOL's special tokens in one tokenizer."""
+
+    ans: int
+    eos: int
+    pad: int
+    gen: dict[str, int]  # task name (or "__shared__") -> generation token id
+    shared_gen: bool
+
+    def gen_id(self, task: str) -> int:
+        return self.gen["__shared__"] if self.shared_gen else self.gen[task]
+
+    @property
+    def all_special(self) -> set[int]:
+        return {self.ans, self.eos, self.pad, *self.gen.values()}
+
+
+def special_token_strings(task_names: Sequence[str]) -> list[str]:
+    """Every special token a run may need (shared and per-task gen tokens both, so one tokenizer
+    serves every method and option)."""
+    return [ANS_TOKEN, PAD_TOKEN, SHARED_GEN_TOKEN, *(task_gen_token(t) for t in task_names)]
+
+
+def special_ids(tokenizer, task_names: Sequence[str], *, shared_gen: bool) -> SpecialIds:
+    def one(token: str) -> int:
+        ids = tokenizer.convert_tokens_to_ids([token])
+        if not ids or ids[0] is None or ids[0] == tokenizer.unk_token_id:
+            raise DataError(f"tokenizer lacks the special token {token!r} (add_special_tokens first)")
+        return int(ids[0])
+
+    if tokenizer.eos_token_id is None:
+        raise DataError("tokenizer has no EOS token")
+    gen = {"__shared__": one(SHARED_GEN_TOKEN)}
+    gen.update({t: one(task_gen_token(t)) for t in task_names})
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else one(PAD_TOKEN)
+    return SpecialIds(ans=one(ANS_TOKEN), eos=int(tokenizer.eos_token_id), pad=int(pad), gen=gen, shared_gen=shared_gen)
+
+
+# --------------------------------------------------------------------------------------------
+# QA encoding
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EncodedQA:
+    """``c q __ans__ a`` as ids (no GEN, no EOS), with where the document sits.
+
+    ``doc_start:doc_end`` are the document's token positions in ``input_ids``;
+    ``doc_offsets[k]`` are the character offsets of document token ``k`` in the document text
+    ``" ".join(example.words)`` (the kept tokens only, after truncation); ``answer_start`` is the
+    position of the first answer token (``__ans__`` sits at ``answer_start - 1``).
+    """
+
+    input_ids: list[int]
+    doc_start: int
+    doc_end: int
+    doc_offsets: list[tuple[int, int]]
+    answer_start: int
+    truncated: bool = False
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        """``c q __ans__``: what greedy decoding starts from."""
+        return self.input_ids[: self.answer_start]
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation and collapse whitespace (exact match is on this form)."""
+    text = text.lower().translate(str.maketrans("", "", string.punctuation))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def encode_qa(
+    example: Example,
+    tokenizer,
+    max_length: int,
+    *,
+    question: str | None = None,
+    answer: str | None = None,
+    ans_id: int | None = None,
+    reserve: int = 2,
+) -> EncodedQA:
+    """Encode ``c q __ans__ a`` so that ``GEN`` + it + ``EOS`` fits ``max_length`` tokens.
+
+    ``reserve`` tokens are kept free for GEN and EOS. The context is truncated from its end;
+    when even an empty context leaves no room for ``q __ans__ a`` a :class:`DataError` names the
+    example. ``question`` defaults to the example's query; ``answer`` to its label.
+    """
+    if ans_id is None:
+        ans_id = int(tokenizer.convert_tokens_to_ids(ANS_TOKEN))
+    q = example.query if example.query else question
+    a = example.label if answer is None else answer
+    if not q:
+        raise DataError(f"example {example.id!r} has no query and the task has no fixed question")
+    doc_text = " ".join(example.words)
+    enc = tokenizer(doc_text, add_special_tokens=False, return_offsets_mapping=True)
+    doc_ids, doc_offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    q_ids = _encode(tokenizer, " " + q.strip())
+    a_ids = _encode(tokenizer, " " + a.strip())
+    if not a_ids:
+        raise DataError(f"example {example.id!r} has an empty answer")
+    tail = len(q_ids) + 1 + len(a_ids)
+    room = max_length - reserve - tail
+    if room < 0:
+        raise DataError(
+            f"example {example.id!r}: question + answer take {tail + reserve} tokens, more than "
+            f"max_length={max_length}; raise model.max_length"
+        )
+    truncated = len(doc_ids) > room
+    doc_ids, doc_offsets = doc_ids[:room], doc_offsets[:room]
+    ids = doc_ids + q_ids + [ans_id] + a_ids
+    return EncodedQA(
+        input_ids=ids,
+        doc_start=0,
+        doc_end=len(doc_ids),
+        doc_offsets=[(int(s), int(e)) for s, e in doc_offsets],
+        answer_start=len(doc_ids) + len(q_ids) + 1,
+        truncated=truncated,
+    )
+
+
+@dataclass
+class TrainSequence:
+    """One training item: the QA sequence ``c q __ans__ a EOS`` (loss from ``answer_start``)
+    and the LM sequence ``GEN c q __ans__ a EOS`` (loss on every token after GEN)."""
+
+    qa_ids: list[int]
+    answer_start: int
+    gen_id: int
+    task: str
+    pseudo: bool = False
+
+    @property
+    def lm_ids(self) -> list[int]:
+        return [self.gen_id, *self.qa_ids]
+
+
+# --------------------------------------------------------------------------------------------
+# Task data
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskData:
+    """A task's examples and how they become QA text."""
+
+    config: TaskConfig
+    splits: Splits
+    answers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def answer(self, example: Example) -> str:
+        return self.answers.get(example.label, example.label)
+
+    def question(self) -> str:
+        return self.config.default_question()
+
+    def encode(self, example: Example, tokenizer, max_length: int, ans_id: int) -> EncodedQA:
+        return encode_qa(
+            example, tokenizer, max_length, question=self.question(), answer=self.answer(example), ans_id=ans_id
+        )
+
+    def sequences(self, split: str, tokenizer, max_length: int, ids: SpecialIds) -> list[TrainSequence]:
+        out = []
+        for ex in self.splits[split]:
+            enc = self.encode(ex, tokenizer, max_length, ids.ans)
+            out.append(
+                TrainSequence(
+                    qa_ids=[*enc.input_ids, ids.eos],
+                    answer_start=enc.answer_start,
+                    gen_id=ids.gen_id(self.name),
+                    task=self.name,
+                )
+            )
+        return out
+
+    def texts(self) -> list[str]:
+        """Every text the tokenizer should know (documents, questions, answers)."""
+        out = [self.question()]
+        for _, exs in self.splits.items():
+            for ex in exs:
+                out.append(" ".join(ex.words))
+                if ex.query:
+                    out.append(ex.query)
+        out.extend(self.answers.get(lab, lab) for lab in self.splits.labels())
+        return out
+
+
+def _cap(examples: list[Example], cap: int | None) -> list[Example]:
+    return examples if cap is None else examples[:cap]
+
+
+def load_task(task: TaskConfig, *, data_seed: int = 0) -> TaskData:
+    """Load one task's splits (capped), checking it is usable before any training starts."""
+    if task.is_synthetic:
+        from rationale_commons import synthetic
+
+        kind = task.data[len(SYNTHETIC_PREFIX) :]
+        sizes = {"n_train": task.max_train or 300, "n_val": task.max_val or 100, "n_test": task.max_test or 100}
+        try:
+            splits = synthetic.make_task(kind, seed=data_seed, **sizes)
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"task {task.name!r}: unknown synthetic task {kind!r} ({exc})") from None
+    else:
+        from rationale_commons.loaders import ColumnMapping, load_data
+
+        path = Path(task.data)
+        looks_local = path.exists() or task.data.startswith((".", "/", "~")) or path.suffix
+        if looks_local and not path.expanduser().exists():
+            raise DataError(f"task {task.name!r}: data path does not exist", path=task.data)
+        columns = ColumnMapping(**task.columns.model_dump()) if task.columns else None
+        splits = load_data(str(path.expanduser()) if looks_local else task.data, columns, name=task.name, split_seed=data_seed)
+    splits = Splits(
+        name=task.name,
+        train=_cap(splits.train, task.max_train),
+        val=_cap(splits.val, task.max_val),
+        test=_cap(splits.test, task.max_test),
+    )
+    if task.rationales:
+        splits = _override_rationales(splits, Path(task.rationales), task.name)
+    if not splits.train:
+        raise DataError(f"task {task.name!r} has no training examples", path=task.data)
+    if not splits.test:
+        raise DataError(f"task {task.name!r} has no test examples", path=task.data)
+    answers = dict(task.answers or {})
+    unknown = sorted(set(answers) - set(splits.labels()))
+    if unknown:
+        raise DataError(f"task {task.name!r}: answers given for labels not in the data: {unknown}")
+    return TaskData(config=task, splits=splits, answers=answers)
+
+
+def _override_rationales(splits: Splits, path: Path, task: str) -> Splits:
+    """Replace each example's rationale with the evidences of an ERASER annotation file."""
+    from rationale_commons.records import Annotation
+
+    if not path.is_file():
+        raise DataError(f"task {task!r}: rationale file not found", path=path)
+    by_id: dict[str, Annotation] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                ann = Annotation.model_validate_json(line)
+            except ValueError as exc:
+                raise DataError(str(exc).splitlines()[0], path=path, line=lineno) from None
+            by_id[ann.annotation_id] = ann
+
+    def apply(ex: Example) -> Example:
+        ann = by_id.get(ex.id)
+        if ann is None:
+            return ex
+        mask = [0] * len(ex.words)
+        for ev in ann.all_evidences():
+            for k in range(ev.start_token, min(ev.end_token, len(ex.words))):
+                mask[k] = 1
+        return ex.model_copy(update={"rationale": mask})
+
+    return Splits(name=splits.name, **{s: [apply(e) for e in exs] for s, exs in splits.items()})
+
+
+def load_tasks(config: ExperimentConfig) -> dict[str, TaskData]:
+    """Load and check every task of a config (all errors before any training)."""
+    tasks = {t.name: load_task(t, data_seed=config.data_seed) for t in config.tasks}
+    return tasks
+
+
+def check_fits(tasks: dict[str, TaskData], tokenizer, max_length: int) -> None:
+    """Encode every example once so a question/answer that cannot fit fails before training."""
+    ans_id = int(tokenizer.convert_tokens_to_ids(ANS_TOKEN))
+    for task in tasks.values():
+        for _, exs in task.splits.items():
+            for ex in exs:
+                task.encode(ex, tokenizer, max_length, ans_id)
+
+
+def pseudo_sample_count(gamma: float, n_train: int, n_previous: int) -> list[int]:
+    """``ceil(gamma * n_train)`` pseudo-samples split evenly over ``n_previous`` tasks
+    (the first tasks get one more when it does not divide)."""
+    if n_previous <= 0:
+        return []
+    total = math.ceil(gamma * n_train)
+    base, extra = divmod(total, n_previous)
+    return [base + (1 if k < extra else 0) for k in range(n_previous)]

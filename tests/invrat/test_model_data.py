@@ -1,0 +1,64 @@
+"""Players' shapes, the env one-hot with three environments, pair-task encoding, environment policies."""
+
+from __future__ import annotations
+
+import torch
+from rationale_commons.records import Example
+
+from invrat.config import InvRatConfig
+from invrat.environments import environments_for, index_environments, resolve_policy, rule_environments
+from invrat.game import build_players
+from invrat.vocab import SEP_ID, Vocab, collate, encode
+
+
+def _ex(i: int, words: str, label: str = "a", query: str | None = None, env: str | None = None) -> Example:
+    return Example(id=str(i), words=words.split(), label=label, query=query, env=env)
+
+
+def test_env_aware_predictor_three_environments() -> None:
+    cfg = InvRatConfig(hidden_dim=4, embedding_dim=6)
+    players = build_players(cfg, vocab_size=20, n_labels=2, n_envs=3, init=None)
+    fe = players["fe"]
+    assert fe.encoder.gru.input_size == 6 + 3
+    ids = torch.randint(3, 20, (4, 5))
+    lengths = torch.tensor([5, 4, 3, 5])
+    real = (torch.arange(5)[None] < lengths[:, None]).float()
+    z = real.clone()
+    fe.eval()
+    out = fe(ids, lengths, z, real, torch.tensor([0, 1, 2, 1]))
+    assert out.shape == (4, 2)
+    # the environment changes the prediction: same input, different one-hot
+    same = ids[:1].expand(3, -1)
+    logits = fe(same, lengths[:1].expand(3), z[:1].expand(3, -1), real[:1].expand(3, -1), torch.tensor([0, 1, 2]))
+    assert not torch.allclose(logits[0], logits[1]) and not torch.allclose(logits[1], logits[2])
+
+
+def test_pair_query_appended_after_document_and_doc_mask() -> None:
+    ex = _ex(0, "the box is red", query="is the box blue ?")
+    vocab = Vocab.build([ex])
+    enc = encode(ex, vocab, max_len=3, max_query_len=10)
+    assert enc.n_doc == 3  # truncated document first
+    assert enc.ids[3] == SEP_ID
+    assert enc.ids[4:] == vocab.ids("is the box blue ?".split())
+    batch = collate([enc, encode(_ex(1, "red"), vocab, max_len=3, max_query_len=10)])
+    assert batch.doc_mask[0].tolist() == [1, 1, 1] + [0] * 6
+    assert batch.doc_mask[1].tolist() == [1] + [0] * 8
+    assert batch.real_mask[1].tolist() == [1] + [0] * 8
+
+
+def test_environment_policies() -> None:
+    exs = [_ex(i, "w " * (i + 1), env=f"e{i % 3}") for i in range(9)]
+    cfg = InvRatConfig()
+    assert resolve_policy(exs, cfg) == "column"
+    idx, names = index_environments(environments_for(exs, cfg, "column"))
+    assert names == ["e0", "e1", "e2"] and idx[:3] == [0, 1, 2]
+    merged = environments_for(exs, cfg.model_copy(update={"env_map": {"e0": "x", "e1": "x", "e2": "y"}}), "column")
+    assert set(merged) == {"x", "y"}
+    no_env = [ex.model_copy(update={"env": None}) for ex in exs]
+    assert resolve_policy(no_env, cfg) == "single"
+    assert set(environments_for(no_env, cfg, "single")) == {"all"}
+    hashed = rule_environments(no_env, "hash", 2)
+    assert hashed == rule_environments(no_env, "hash", 2) and set(hashed) <= {"hash0", "hash1"}
+    by_len = rule_environments(no_env, "length", 3)
+    assert by_len[0] == "len0" and by_len[-1] == "len2"
+    assert environments_for(no_env, cfg, "infer") is None

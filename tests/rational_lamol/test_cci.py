@@ -1,0 +1,394 @@
+"""CCI (ALGORITHMS.md §2): P_beta against numpy, IoU, a hand-computed 2-block 2-head toy, votes and
+ties, skipped examples, and parity with the direct per-row loop (benchmarks/cci_reference_loop.py)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rational_lamol import cci
+from rational_lamol.adapters import adapter_for
+from rational_lamol.cci import (
+    block_scores,
+    head_scores,
+    identify_critical_components,
+    iou,
+    make_cci_batches,
+    percentile_binarize,
+    percentile_threshold,
+    vote_blocks,
+    vote_heads,
+)
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+VOCAB = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP spinning makes
+    every small op ~100x slower: run this module single-threaded, then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+_spec = importlib.util.spec_from_file_location(
+    "cci_reference_loop",
+    Path(__file__).resolve().parents[2] / "benchmarks" / "cci_reference_loop.py",
+)
+ref = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ref)
+
+
+def tiny_gpt2(n_layer=2, n_head=2, n_embd=16, seed=0):
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(
+        GPT2Config(
+            n_layer=n_layer,
+            n_head=n_head,
+            n_embd=n_embd,
+            vocab_size=VOCAB,
+            n_positions=128,
+            bos_token_id=0,
+            eos_token_id=0,
+            attn_implementation="eager",
+        )
+    )
+
+
+def tiny_llama(n_layer=2, n_head=6, n_kv=2, hidden=48, seed=0):
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(
+        LlamaConfig(
+            num_hidden_layers=n_layer,
+            num_attention_heads=n_head,
+            num_key_value_heads=n_kv,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            vocab_size=VOCAB,
+            max_position_embeddings=128,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+            attn_implementation="eager",
+        )
+    )
+
+
+def perturbed(model, scale=0.5, seed=1):
+    new = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in new.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale * p.std().clamp(min=1e-3))
+    return new
+
+
+# ---------------------------------------------------------------------------------------------
+# P_beta and IoU
+# ---------------------------------------------------------------------------------------------
+def test_percentile_hand_cases():
+    # n = 5, q = 0.8: virtual index 3.2 -> 0 + (1 - 0) * 0.2 = 0.2; only the 1 exceeds it.
+    v = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0])
+    assert percentile_threshold(v, 20.0).item() == pytest.approx(0.2)
+    assert percentile_binarize(v).tolist() == [False, False, False, False, True]
+    # All equal: the percentile equals the value and nothing is strictly greater (empty mask).
+    assert not percentile_binarize(torch.full((7,), 0.25)).any()
+    # Ties at the top: n = 10, index 7.2 between two 0.5s -> 0.5; the 0.5s are not kept, only 0.9.
+    v = torch.tensor([0.0] * 6 + [0.5, 0.5, 0.5, 0.9])
+    assert percentile_binarize(v).tolist() == [False] * 9 + [True]
+    # Causal row: zeros count as entries (D = 10, 3 visible keys): top-20% of all 10 entries.
+    v = torch.tensor([0.2, 0.5, 0.3] + [0.0] * 7)
+    assert percentile_binarize(v).tolist() == [False, True, True] + [False] * 7
+    # ... restricted to the visible keys (valid): n = 3, index 1.6 -> 0.3 + 0.2 * 0.6 = 0.42.
+    valid = torch.tensor([True] * 3 + [False] * 7)
+    assert percentile_threshold(v, 20.0, valid).item() == pytest.approx(0.42)
+    assert percentile_binarize(v, 20.0, valid).tolist() == [False, True] + [False] * 8
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ties", "zeros", "float64"])
+@pytest.mark.parametrize("beta", [20.0, 0.0, 10.0, 37.5, 50.0, 100.0])
+def test_percentile_matches_numpy(kind, beta):
+    rng = np.random.default_rng(int(beta * 10) + len(kind))
+    for D in [1, 2, 3, 5, 10, 17, 64]:
+        if kind == "uniform":
+            v = rng.random((8, D)).astype(np.float32)
+        elif kind == "ties":
+            v = rng.integers(0, 3, (8, D)).astype(np.float32) / 4
+        elif kind == "zeros":
+            v = np.where(rng.random((8, D)) < 0.7, 0.0, rng.random((8, D))).astype(np.float32)
+        else:
+            v = rng.random((8, D))
+        expected = np.percentile(v, 100.0 - beta, axis=-1, keepdims=True)
+        got = percentile_threshold(torch.from_numpy(v), beta)
+        assert got.numpy().tolist() == expected.astype(v.dtype).tolist()
+        mask = percentile_binarize(torch.from_numpy(v), beta).numpy()
+        assert np.array_equal(mask, np.stack([row > np.percentile(row, 100.0 - beta) for row in v]))
+
+
+def test_percentile_valid_matches_numpy_on_the_valid_entries():
+    rng = np.random.default_rng(3)
+    v = rng.random((40, 12)).astype(np.float32)
+    valid = rng.random((40, 12)) < 0.5
+    thr = percentile_threshold(torch.from_numpy(v), 20.0, torch.from_numpy(valid))
+    mask = percentile_binarize(torch.from_numpy(v), 20.0, torch.from_numpy(valid))
+    for i in range(40):
+        if valid[i].any():
+            assert thr[i, 0].item() == np.percentile(v[i][valid[i]], 80.0)
+            assert np.array_equal(
+                mask[i].numpy(), valid[i] & (v[i] > np.percentile(v[i][valid[i]], 80.0))
+            )
+        else:
+            assert not mask[i].any()
+
+
+def test_iou():
+    a = torch.tensor([1, 1, 0, 0], dtype=torch.bool)
+    b = torch.tensor([0, 1, 1, 0], dtype=torch.bool)
+    assert iou(a, b).item() == pytest.approx(1 / 3)
+    empty = torch.zeros(4, dtype=torch.bool)
+    assert iou(empty, empty).item() == 1.0  # both empty: 1 by definition
+    assert iou(empty, a).item() == 0.0
+    assert iou(torch.stack([a, b, empty]), a).tolist() == pytest.approx([1.0, 1 / 3, 0.0])
+    # The fast count-based IoU used inside the scores agrees.
+    rows = torch.stack([a, b, empty]).float()
+    assert cci._iou_rows(rows, a.float()).tolist() == iou(rows.bool(), a).tolist()
+    assert cci._iou_rows(empty[None].float(), empty.float()).tolist() == [1.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The hand-computed toy: L = 2 blocks, H = 2 heads, S = 2 query rows, D = 10 keys, beta = 20.
+# Each row is 0.05 everywhere with 0.3 and 0.25 at two keys: its 80th percentile is
+# 0.05 + 0.2 * (0.25 - 0.05) = 0.09 (virtual index 7.2), so P_beta keeps exactly those two keys.
+# ---------------------------------------------------------------------------------------------
+def row(i, j, D=10):
+    r = torch.full((D,), 0.05)
+    r[i], r[j] = 0.3, 0.25
+    return r
+
+
+def toy():
+    gt = torch.zeros(10, dtype=torch.bool)
+    gt[[2, 3]] = True  # GT = {2, 3}
+    old = torch.stack(
+        [
+            torch.stack(
+                [
+                    torch.stack([row(2, 3), row(0, 1)]),  # b0 h0: IoU with GT 1,   0
+                    torch.stack([row(3, 4), row(5, 6)]),
+                ]
+            ),  # b0 h1:             1/3, 0
+            torch.stack(
+                [
+                    torch.stack([row(7, 8), row(2, 9)]),  # b1 h0:             0,   1/3
+                    torch.stack([row(3, 9), row(0, 1)]),
+                ]
+            ),  # b1 h1:             1/3, 0
+        ]
+    )  # (L, H, S, D)
+    new = torch.stack(
+        [
+            torch.stack([torch.stack([row(2, 4), row(0, 1)]), torch.stack([row(5, 6), row(3, 7)])]),
+            torch.stack([torch.stack([row(2, 9), row(0, 1)]), torch.stack([row(3, 4), row(8, 9)])]),
+        ]
+    )
+    return old, new, gt
+
+
+def test_block_scores_hand_computed():
+    old, new, gt = toy()
+    # Block 0: best old row (h0, s0) = {2,3} (IoU 1).  New rows vs {2,3}: {2,4} 1/3, {0,1} 0,
+    #          {5,6} 0, {3,7} 1/3  -> score_0 = 1/3.
+    # Block 1: old IoUs 0, 1/3 (h0 s1 = {2,9}), 1/3 (h1 s0), 0: the first maximum, (h0, s1) = {2,9},
+    #          wins.  New rows vs {2,9}: {2,9} 1 -> score_1 = 1.
+    scores = block_scores(old, new, gt)
+    assert scores.tolist() == pytest.approx([1 / 3, 1.0])
+    assert vote_blocks([scores]) == (0, [1, 0])
+    # Block b is compared with the SAME block b of the old model: changing old block 1 leaves
+    # score_0 alone (the reference compared every block with the last block's map).
+    old2 = old.clone()
+    old2[1] = torch.stack(
+        [torch.stack([row(0, 1), row(0, 1)]), torch.stack([row(0, 1), row(0, 1)])]
+    )
+    assert block_scores(old2, new, gt)[0].item() == pytest.approx(1 / 3)
+
+
+def test_head_scores_hand_computed():
+    old, new, gt = toy()
+    # Each head picks its own best old row against GT:
+    #   (0,0): s0 {2,3}; new rows {2,4} 1/3, {0,1} 0         -> 1/3
+    #   (0,1): s0 {3,4}; new rows {5,6} 0,   {3,7} 1/3       -> 1/3
+    #   (1,0): s1 {2,9}; new rows {2,9} 1,   {0,1} 0         -> 1
+    #   (1,1): s0 {3,9}; new rows {3,4} 1/3, {8,9} 1/3       -> 1/3
+    scores = head_scores(old, new, gt)
+    assert scores.flatten().tolist() == pytest.approx([1 / 3, 1 / 3, 1.0, 1 / 3])
+    # K = 2: the two lowest, ties in flattened (b, h) order: (0,0), (0,1).
+    chosen, hist = vote_heads([scores], k=2)
+    assert chosen == [(0, 0), (0, 1)]
+    assert hist == [[1, 1], [0, 0]]
+    # Each head uses its own GT comparison: head (1,1)'s RM is its own row {3,9}, not head 0's s*.
+    assert head_scores(old, new, gt, row_filter="all")[1, 1].item() == pytest.approx(1 / 3)
+
+
+def test_row_filter_after_last_rationale():
+    D = 6
+    torch.manual_seed(0)
+    old = torch.softmax(torch.randn(2, 2, D, D), -1)
+    new = torch.softmax(torch.randn(2, 2, D, D), -1)
+    gt = torch.tensor([0, 0, 1, 0, 1, 0], dtype=torch.bool)  # last rationale position 4
+    got = block_scores(old, new, gt, row_filter="after_last_rationale")
+    expected = block_scores(old[:, :, 4:], new[:, :, 4:], gt)  # rows 4 and 5 only
+    assert got.tolist() == expected.tolist()
+    with pytest.raises(ValueError, match="row_filter"):
+        block_scores(old, new, gt, row_filter="some")
+
+
+def test_votes_and_ties():
+    # Example 1 ties blocks 1 and 2 -> votes 1 (lower); example 2 votes 2: tie 1-1 -> block 1.
+    chosen, hist = vote_blocks(torch.tensor([[0.9, 0.1, 0.1], [0.9, 0.5, 0.2]]))
+    assert (chosen, hist) == (1, [0, 1, 1])
+    assert vote_blocks([]) == (None, [])
+    s = torch.tensor([[[0.5, 0.1], [0.1, 0.9]], [[0.2, 0.9], [0.1, 0.3]]])  # (N=2, L=2, H=2)
+    chosen, hist = vote_heads(s, k=2)
+    # ex 1 votes (0,1), (1,0); ex 2 votes (1,0), (0,0): (1,0) has 2 votes, then (0,0) before (0,1).
+    assert hist == [[1, 1], [2, 0]]
+    assert chosen == [(1, 0), (0, 0)]
+    # k capped at L*H: every example votes for all four, all tie at 2 -> (b, h) order.
+    assert vote_heads(s, k=100) == ([(0, 0), (0, 1), (1, 0), (1, 1)], [[2, 2], [2, 2]])
+
+
+@pytest.mark.parametrize("level", ["block", "head"])
+@pytest.mark.parametrize("row_filter", ["all", "after_last_rationale"])
+def test_vectorized_matches_the_per_row_loop(level, row_filter, monkeypatch):
+    rng = np.random.default_rng(7)
+    torch.manual_seed(7)
+    examples = []
+    for n in range(10):
+        D = int(rng.integers(6, 18))
+        mask = torch.ones(D, D).tril().bool()  # causal, like real attention
+        old = torch.softmax(torch.randn(3, 4, D, D) * 2, -1).masked_fill(~mask, 0)
+        new = torch.softmax(torch.randn(3, 4, D, D) * 2, -1).masked_fill(~mask, 0)
+        gt = torch.from_numpy(rng.random(D) < 0.3)
+        if n == 5:
+            gt[:] = False  # skipped
+        examples.append((old, new, gt))
+    fn = block_scores if level == "block" else head_scores
+    loop_fn = ref.block_scores_loop if level == "block" else ref.head_scores_loop
+    used = [(o, n, g) for o, n, g in examples if g.any()]
+    vec = [fn(o, n, g, 20.0, row_filter) for o, n, g in used]
+    loop = [loop_fn(o.numpy(), n.numpy(), g.numpy(), 20.0, row_filter) for o, n, g in used]
+    for v, lp in zip(vec, loop, strict=True):
+        assert np.array_equal(v.numpy(), lp)
+    chosen, hist, n_used, skipped = ref.identify_loop(
+        [(o.numpy(), n.numpy(), g.numpy()) for o, n, g in examples],
+        level=level,
+        top_k=5,
+        row_filter=row_filter,
+    )
+    if level == "block":
+        assert ([vote_blocks(vec)[0]], vote_blocks(vec)[1]) == (chosen, hist)
+    else:
+        assert vote_heads(vec, 5) == (chosen, hist)
+    assert (n_used, skipped) == (9, 1)
+    # Chunking over blocks (memory bound) changes nothing.
+    monkeypatch.setattr(cci, "MAX_CHUNK_ELEMENTS", 1)
+    for (o, n, g), v in zip(used, vec, strict=True):
+        assert torch.equal(fn(o, n, g, 20.0, row_filter), v)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole step on tiny models
+# ---------------------------------------------------------------------------------------------
+def cci_examples(n=6, doc_len=(6, 14), seed=0):
+    """c q __ans__ a-like sequences: a document first, then 4 tokens of question/answer."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        D = int(rng.integers(*doc_len))
+        T = D + 4
+        ids = rng.integers(1, VOCAB, T).tolist()
+        doc = [True] * D + [False] * 4
+        rat = [False] * T
+        for j in rng.choice(D, size=2, replace=False):
+            rat[int(j)] = True
+        if i == 2:  # the rationale lies outside the kept document: must be skipped
+            rat = [False] * D + [True, False, False, False]
+        out.append({"input_ids": ids, "doc_mask": doc, "rationale_mask": rat})
+    return out
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("level", ["block", "head"])
+def test_identify_on_tiny_models_matches_the_loop(family, level):
+    old = (
+        tiny_gpt2(n_layer=2, n_head=2)
+        if family == "gpt2"
+        else tiny_llama(n_layer=2, n_head=6, n_kv=2)
+    )
+    new = perturbed(old)
+    old.train()
+    new.eval()
+    examples = cci_examples()
+    result = identify_critical_components(
+        old, new, make_cci_batches(examples, batch_size=4), level=level, top_k=3
+    )
+    assert old.training and not new.training  # modes restored
+    assert (result.n_used, result.n_skipped) == (5, 1)
+    ad = adapter_for(old)
+    L, H = ad.n_blocks, ad.n_heads
+    assert np.array(result.scores_mean).shape == ((L,) if level == "block" else (L, H))
+    # The same numbers from per-example attention (batch of 1, no padding) and the numpy loop.
+    loop_examples = []
+    for ex in examples:
+        ids = torch.tensor([ex["input_ids"]])
+        idx = torch.tensor(ex["doc_mask"]).nonzero().squeeze(-1)
+        a_old = ad.attention_maps(ids)[0][:, :, idx][:, :, :, idx]
+        a_new = adapter_for(new).attention_maps(ids)[0][:, :, idx][:, :, :, idx]
+        gt = torch.tensor(ex["rationale_mask"])[idx]
+        loop_examples.append((a_old.numpy(), a_new.numpy(), gt.numpy()))
+    chosen, hist, n_used, skipped = ref.identify_loop(loop_examples, level=level, top_k=3)
+    assert (n_used, skipped) == (5, 1)
+    assert result.votes == hist
+    assert [tuple(c) if isinstance(c, list) else c for c in result.chosen] == chosen
+    d = result.to_dict()
+    assert d["row_filter"] == "all" and d["level"] == level
+
+
+def test_identical_models_score_one_everywhere():
+    # score_b >= IoU(P(A_new[b,h*,s*]), P(RM_b)) = 1 when new == old.
+    model = tiny_gpt2(n_layer=2, n_head=2)
+    result = identify_critical_components(
+        model, model, make_cci_batches(cci_examples(), batch_size=3), level="head"
+    )
+    assert np.allclose(result.scores_mean, 1.0)
+
+
+def test_padding_does_not_change_the_result():
+    old = tiny_gpt2(n_layer=3, n_head=2)
+    new = perturbed(old)
+    examples = cci_examples(n=5, doc_len=(5, 20))
+    one = identify_critical_components(
+        old, new, make_cci_batches(examples, batch_size=1), level="head", top_k=2
+    )
+    many = identify_critical_components(
+        old, new, make_cci_batches(examples, batch_size=5), level="head", top_k=2
+    )
+    assert one.votes == many.votes and one.chosen == many.chosen
+    np.testing.assert_allclose(one.scores_mean, many.scores_mean)
+
+
+def test_all_skipped_and_bad_arguments():
+    model = tiny_gpt2()
+    examples = [dict(ex, rationale_mask=[False] * len(ex["input_ids"])) for ex in cci_examples(n=3)]
+    result = identify_critical_components(model, model, make_cci_batches(examples))
+    assert (result.chosen, result.n_used, result.n_skipped) == ([], 0, 3)
+    with pytest.raises(ValueError, match="level"):
+        identify_critical_components(model, model, [], level="layer")
+    with pytest.raises(ValueError, match="row_filter"):
+        identify_critical_components(model, model, [], row_filter="late")
