@@ -210,3 +210,11 @@ def test_bad_arguments_raise_data_error() -> None:
         make_suite(names=("topic", "topic"))
     with pytest.raises(ValueError):
         SyntheticTaskSpec(name="topic", unknown_field=1)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("n_statements", [1, 3])
+def test_pair_statements_knob(n_statements: int) -> None:
+    splits = make_task("pair", n_train=40, pair_statements=n_statements)
+    for ex in splits.train:
+        assert ex.words.count("is") == n_statements
+        assert sum(ex.rationale or []) == 4 and _pair_oracle(ex) == ex.label

@@ -367,8 +367,12 @@ def make_task(
     n_test: int = 100,
     polluted: bool = False,
     doc_words: tuple[int, int] = (20, 60),
+    pair_statements: int = 2,
 ) -> Splits:
     """One synthetic task (see the module docstring); ``Splits.name`` is the task name.
+
+    ``pair_statements`` (pair task only): statements per document; 1 makes the task a plain
+    comparison of the query's colour with the document's, easier for tiny models.
 
     Raises :class:`DataError` for an unknown name or inconsistent sizes.
     """
@@ -381,6 +385,7 @@ def make_task(
             n_test=n_test,
             polluted=polluted,
             doc_words=doc_words,
+            pair_statements=pair_statements,
         )
     except ValueError as err:
         raise DataError(str(err), field=f"synthetic:{name}") from err
@@ -394,7 +399,7 @@ def make_suite(
     **sizes: Any,
 ) -> dict[str, Splits]:
     """Several tasks in the given order; ``sizes`` are passed to :func:`make_task`
-    (``n_train``, ``n_val``, ``n_test``, ``polluted``, ``doc_words``)."""
+    (``n_train``, ``n_val``, ``n_test``, ``polluted``, ``doc_words``, ``pair_statements``)."""
     if isinstance(names, str):
         names = (names,)
     if len(set(names)) != len(names):
