@@ -355,7 +355,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
         write_json_atomic(
             out_dir / "envs.json",
             {"policy": policy, "names": env_order, "counts": {e: env_names.count(e) for e in env_order},
-             "per_example": env_names, "embedding": emb_info},
+             "env_player": config.use_env_player and len(env_order) > 1, "per_example": env_names, "embedding": emb_info},
             indent=None,
         )
         write_json_atomic(out_dir / "metrics.json", [])
@@ -363,8 +363,10 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     metrics: list[dict] = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8")) if ckpt else []
     best = ckpt["best"] if ckpt else None
     start_restart = ckpt["restart"] if ckpt else 0
-    lambda_diff = config.lambda_diff if config.use_env_player else 0.0
-    schedule = config.active_schedule()
+    # With one environment f_e sees a constant one-hot: L_i - L_e carries no signal, so f_e is not trained.
+    env_player = config.use_env_player and len(env_order) > 1
+    lambda_diff = config.lambda_diff if env_player else 0.0
+    schedule = config.active_schedule() if env_player else [p for p in config.schedule if p != "fe"]
     batches_per_epoch = math.ceil(len(train_data.labels) / config.batch_size)
 
     for restart in range(start_restart, config.restarts):
@@ -396,7 +398,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                 b = train_data.batch(order[k * config.batch_size : (k + 1) * config.batch_size]).to(device)
                 if warmup:  # both predictors on every batch, on the whole document
                     logs = _player_step("fi", players, opts, b, config, device, temperature, 0.0, warmup=True)
-                    if config.use_env_player:
+                    if env_player:
                         logs.update(_player_step("fe", players, opts, b, config, device, temperature, 0.0, warmup=True))
                 else:
                     player = schedule[step % len(schedule)]

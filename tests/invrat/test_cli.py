@@ -1,0 +1,170 @@
+"""The `invrat` CLI end to end on a tiny synthetic set, resume after a kill, and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rationale_commons.eraser_io import write_eraser
+from rationale_commons.synthetic import make_task
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import invrat.game as game
+from invrat import InvRatConfig, rationalize, to_annotations, train_invrat
+from invrat.cli import app
+
+TINY = """
+hidden_dim = 8
+embedding_dim = 8
+epochs = 2
+warmup_epochs = 1
+restarts = 1
+batch_size = 16
+progress = false
+num_threads = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    splits = make_task("pair", seed=0, n_train=40, n_val=10, n_test=12, doc_words=(10, 16))
+    data = write_eraser(splits, root / "data")
+    config = root / "tiny.toml"
+    config.write_text(TINY, encoding="utf-8")
+    return {"root": root, "data": data, "config": config}
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_train_rationalize_evaluate_show(tiny: dict[str, Path]) -> None:
+    root, data = tiny["root"], tiny["data"]
+    code, out, err = run("train", data, "--out", root / "run", "--config", tiny["config"])
+    assert code == 0, err
+    run_dir = root / "run"
+    for name in ("config.json", "metrics.json", "model.safetensors", "vocab.json", "labels.json", "checkpoint.pt", "DONE"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics] == [0, 1]
+    assert json.loads((run_dir / "config.json").read_text())["hidden_dim"] == 8
+
+    code, out, err = run("rationalize", run_dir, data, "--split", "test", "--out", root / "ann.jsonl")
+    assert code == 0, err
+    ann = [json.loads(line) for line in (root / "ann.jsonl").read_text().splitlines()]
+    test = make_task("pair", seed=0, n_train=40, n_val=10, n_test=12, doc_words=(10, 16)).test
+    assert [a["annotation_id"] for a in ann] == [ex.id for ex in test]  # the input's order
+    for a, ex in zip(ann, test, strict=True):
+        assert a["query"] == ex.query
+        for group in a["evidences"]:
+            for ev in group:  # spans over document words only (never the appended query)
+                assert 0 <= ev["start_token"] < ev["end_token"] <= len(ex.words)
+
+    code, out, err = run("rationalize", run_dir, data, "--out", root / "res.jsonl", "--format", "results")
+    assert code == 0, err
+    res = [json.loads(line) for line in (root / "res.jsonl").read_text().splitlines()]
+    assert len(res) == len(test)
+    assert len(res[0]["rationales"][0]["soft_rationale_predictions"]) == len(test[0].words)
+    assert set(res[0]["classification_scores"]) == {"no", "yes"}
+
+    code, out, err = run("evaluate", root / "res.jsonl", "--gold", data, "--json", root / "scores.json")
+    assert code == 0, err
+    summary = json.loads((root / "scores.json").read_text())["summary"]
+    for key in ("token_f1", "token_f1_micro", "iou_f1", "auprc", "accuracy"):
+        assert 0.0 <= summary[key] <= 1.0, key
+    code, out, err = run("evaluate", root / "ann.jsonl", "--gold", data)  # annotation lines score as hard predictions
+    assert code == 0 and "token_f1" in out, err
+
+    code, out, err = run("show", root / "res.jsonl", "--data", data, "--html", root / "page.html")
+    assert code == 0, err
+    page = (root / "page.html").read_text()
+    assert page.startswith("<!doctype html>") and "gold rationale" in page and test[0].id in page
+
+    # the library API gives the same masks as the CLI
+    rats = rationalize(run_dir, test)
+    assert [r.mask for r in rats] == [
+        [int(any(s <= i < e for s, e in ((h["start_token"], h["end_token"]) for h in r["rationales"][0]["hard_rationale_predictions"]))) for i in range(len(ex.words))]
+        for r, ex in zip(res, test, strict=True)
+    ]
+    assert to_annotations(test, rats)[0].annotation_id == test[0].id
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    splits = make_task("sentiment", seed=1, n_train=32, n_val=8, n_test=4, doc_words=(8, 12), polluted=True)
+    cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=3, warmup_epochs=1, restarts=2, batch_size=16,
+                       progress=False, num_threads=1)
+    full = train_invrat(splits, cfg, tiny["root"] / "full")
+
+    real_save = game._atomic_torch_save
+    calls = {"n": 0}
+
+    def killed_after_two(obj: object, path: Path) -> None:
+        real_save(obj, path)
+        calls["n"] += 1
+        if calls["n"] == 4:  # restart 1, epoch 0 written: the process dies here
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(game, "_atomic_torch_save", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_invrat(splits, cfg, tiny["root"] / "killed")
+    monkeypatch.setattr(game, "_atomic_torch_save", real_save)
+    assert not (tiny["root"] / "killed" / "DONE").exists()
+    assert len(json.loads((tiny["root"] / "killed" / "metrics.json").read_text())) == 4
+
+    with pytest.raises(Exception, match="--resume"):
+        train_invrat(splits, cfg, tiny["root"] / "killed")
+    resumed = train_invrat(splits, cfg, tiny["root"] / "killed", resume=True)
+    m_full = json.loads((full / "metrics.json").read_text())
+    m_res = json.loads((resumed / "metrics.json").read_text())
+    key = lambda ms: [(m["restart"], m["epoch"], m["dev_acc"], round(m["dev_selection_rate"], 6)) for m in ms]  # noqa: E731
+    assert key(m_res) == key(m_full)
+    a, b = load_file(str(full / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+    assert train_invrat(splits, cfg, resumed, resume=True) == resumed  # finished: nothing to do
+
+
+def test_bad_inputs_are_one_line_errors(tiny: dict[str, Path]) -> None:
+    root, config = tiny["root"], tiny["config"]
+    bad = root / "bad"
+    bad.mkdir()
+
+    def one_line_error(*args: object) -> str:
+        code, out, err = run(*[str(a) for a in args])
+        assert code != 0
+        lines = [line for line in err.strip().splitlines() if line]
+        assert len(lines) == 1 and lines[0].startswith("invrat: error:"), err
+        assert "Traceback" not in err
+        return lines[0]
+
+    table = bad / "rows.jsonl"
+    table.write_text('{"text": "good movie", "label": "pos"}\n{"text": "bad film", "label": "neg"}\n', encoding="utf-8")
+    assert "review" in one_line_error("train", table, "--out", bad / "r1", "--config", config, "--text-column", "review")
+
+    empty = bad / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    one_line_error("train", empty, "--out", bad / "r2", "--config", config)
+
+    folder = bad / "labels"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(
+        "".join(json.dumps({"text": f"w{i} x y", "label": "pos" if i % 2 else "neg"}) + "\n" for i in range(12)), encoding="utf-8"
+    )
+    (folder / "val.jsonl").write_text('{"text": "a b", "label": "neutral"}\n', encoding="utf-8")
+    assert "neutral" in one_line_error("train", folder, "--out", bad / "r3", "--config", config)
+
+    not_run = bad / "not_a_run"
+    not_run.mkdir()
+    assert "run dir" in one_line_error("rationalize", not_run, tiny["data"], "--out", bad / "x.jsonl")
+    one_line_error("rationalize", bad / "missing_dir", tiny["data"], "--out", bad / "x.jsonl")
+    one_line_error("evaluate", empty, "--gold", tiny["data"])
+    one_line_error("train", tiny["data"], "--out", bad / "r4", "--config", bad / "nope.toml")
+    (bad / "typo.toml").write_text("hiden_dim = 3\n", encoding="utf-8")
+    assert "hiden_dim" in one_line_error("train", tiny["data"], "--out", bad / "r5", "--config", bad / "typo.toml")
+    (bad / "r6").mkdir()
+    (bad / "r6" / "something").write_text("x", encoding="utf-8")
+    assert "--resume" in one_line_error("train", tiny["data"], "--out", bad / "r6", "--config", config)
+    assert "not an invrat run dir" in one_line_error("train", tiny["data"], "--out", bad / "r6", "--config", config, "--resume")
