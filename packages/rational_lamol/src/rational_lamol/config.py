@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rationale_commons.errors import DataError
 
 SYNTHETIC_PREFIX = "synthetic:"
-BUILTIN_CONFIGS = ("default", "paper")
+BUILTIN_CONFIGS = ("default", "paper", "paper_smoke")
+#: TaskConfig.rationales values that name a source rather than a file
+RATIONALE_KEYWORDS = ("human", "invrat")
 
 
 class _Strict(BaseModel):
@@ -80,7 +82,12 @@ class TaskConfig(_Strict):
         None, description="label → answer text (e.g. NEG = 'negative'); default: the label itself"
     )
     rationales: str | None = Field(
-        None, description="ERASER annotation JSONL whose evidences replace the data's rationales"
+        None,
+        description=(
+            "rationales CCI reads for this task: 'human' (or unset) = the data's own; 'invrat' = train "
+            "InvRat on the task and use its rationales; else an ERASER annotation JSONL whose evidences "
+            "replace the data's"
+        ),
     )
     max_train: int | None = Field(None, ge=1)
     max_val: int | None = Field(None, ge=1)
@@ -133,6 +140,18 @@ class ExperimentConfig(_Strict):
         default_factory=dict, description="per-method options, e.g. [method_options.rational-block]"
     )
     data_seed: int = Field(0, description="seed of synthetic data and of val splits carved from train")
+    invrat: dict[str, Any] = Field(
+        default_factory=dict,
+        description="InvRat settings (invrat.InvRatConfig keys) for tasks with rationales = 'invrat'",
+    )
+
+    @field_validator("invrat")
+    @classmethod
+    def _invrat_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from invrat import InvRatConfig
+
+        InvRatConfig.model_validate(value)  # unknown keys and bad values fail here, before training
+        return value
 
     @field_validator("methods")
     @classmethod
@@ -208,6 +227,8 @@ def _resolve_relative_paths(config: ExperimentConfig, base: Path) -> ExperimentC
         for attr in ("data", "rationales"):
             value = getattr(task, attr)
             if value is None or value.startswith(SYNTHETIC_PREFIX) or Path(value).is_absolute():
+                continue
+            if attr == "rationales" and value in RATIONALE_KEYWORDS:
                 continue
             candidate = base / value
             if candidate.exists():

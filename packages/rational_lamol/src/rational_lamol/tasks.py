@@ -22,7 +22,7 @@ from pathlib import Path
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example, Splits
 
-from rational_lamol.config import SYNTHETIC_PREFIX, ExperimentConfig, TaskConfig
+from rational_lamol.config import RATIONALE_KEYWORDS, SYNTHETIC_PREFIX, ExperimentConfig, TaskConfig
 
 ANS_TOKEN = "__ans__"
 PAD_TOKEN = "__pad__"
@@ -264,7 +264,7 @@ def load_task(task: TaskConfig, *, data_seed: int = 0) -> TaskData:
         val=_cap(splits.val, task.max_val),
         test=_cap(splits.test, task.max_test),
     )
-    if task.rationales:
+    if task.rationales and task.rationales not in RATIONALE_KEYWORDS:
         splits = _override_rationales(splits, Path(task.rationales), task.name)
     if not splits.train:
         raise DataError(f"task {task.name!r} has no training examples", path=task.data)

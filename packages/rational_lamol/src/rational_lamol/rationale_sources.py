@@ -1,0 +1,149 @@
+"""Where each task's rationales come from for CCI (Rational LAMOL §3 and §4.3).
+
+``TaskConfig.rationales`` picks the source per task:
+
+- ``None`` or ``"human"``: the data's own rationales (ERASER evidences, or the planted words of
+  the synthetic suite);
+- a path: an ERASER annotation JSONL (InvRat's ``rationalize`` output or any ERASER file) whose
+  evidences replace the data's (applied when the task is loaded, :mod:`rational_lamol.tasks`);
+- ``"invrat"``: the unsupervised path of the paper — train InvRat (Chang et al., ICML 2020) on
+  the task's train split, rationalize the split CCI reads, and use those rationales.
+
+The InvRat output of a task is written once per experiment and shared by every method and seed:
+``<out>/rationales/<task>/`` (the InvRat run dir), ``<out>/rationales/<task>.jsonl`` (ERASER
+annotations over the CCI split; reused on resume) and ``<out>/rationales/<task>.quality.json``
+(token P/R/F1 against the data's own rationale when it has one). ``<out>/rationale_samples.json``
+holds a few examples per task for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rationale_commons.errors import DataError
+from rationale_commons.metrics.eraser import token_prf
+from rationale_commons.records import Annotation, Example
+from rationale_commons.runtime import write_json_atomic, write_jsonl_atomic
+from rationale_commons.spans import mask_to_spans
+
+from rational_lamol.tasks import TaskData
+
+log = logging.getLogger("rational_lamol")
+
+HUMAN = "human"
+INVRAT = "invrat"
+N_SAMPLES = 3
+
+
+def source_kind(rationales: str | None) -> str:
+    """``"human"``, ``"invrat"`` or ``"file"`` for a ``TaskConfig.rationales`` value."""
+    if rationales is None or rationales == HUMAN:
+        return HUMAN
+    if rationales == INVRAT:
+        return INVRAT
+    return "file"
+
+
+def apply_masks(examples: Sequence[Example], masks: dict[str, list[int]]) -> list[Example]:
+    """Examples whose rationale is replaced by ``masks[id]`` (examples without a mask keep none)."""
+    out = []
+    for ex in examples:
+        mask = masks.get(ex.id)
+        if mask is not None and len(mask) != len(ex.words):
+            raise DataError(f"rationale of example {ex.id!r} has {len(mask)} entries for {len(ex.words)} words")
+        out.append(ex.model_copy(update={"rationale": mask}))
+    return out
+
+
+def masks_from_annotations(annotations: Sequence[Annotation], examples: Sequence[Example]) -> dict[str, list[int]]:
+    """Word masks per example id from ERASER annotations (union of all evidence spans)."""
+    n_words = {ex.id: len(ex.words) for ex in examples}
+    masks: dict[str, list[int]] = {}
+    for ann in annotations:
+        n = n_words.get(ann.annotation_id)
+        if n is None:
+            continue
+        mask = [0] * n
+        for ev in ann.all_evidences():
+            for k in range(ev.start_token, min(ev.end_token, n)):
+                mask[k] = 1
+        masks[ann.annotation_id] = mask
+    return masks
+
+
+def rationale_quality(gold: Sequence[Example], predicted: dict[str, list[int]]) -> dict[str, Any] | None:
+    """ERASER token-level P/R/F1 (macro and micro) of predicted word masks against the examples'
+    own rationales; ``None`` when no example has one."""
+    truth = {ex.id: mask_to_spans(ex.rationale) for ex in gold if ex.rationale is not None}
+    if not truth:
+        return None
+    pred = {k: mask_to_spans(predicted.get(k, [])) for k in truth}
+    scores = token_prf(truth, pred)
+    selected = [sum(predicted[k]) / max(1, len(predicted[k])) for k in truth if k in predicted]
+    return {
+        "token_f1_macro": round(scores["instance_macro"]["f1"], 4),
+        "token_p_macro": round(scores["instance_macro"]["p"], 4),
+        "token_r_macro": round(scores["instance_macro"]["r"], 4),
+        "token_f1_micro": round(scores["instance_micro"]["f1"], 4),
+        "selection_rate": round(sum(selected) / max(1, len(selected)), 4),
+        "n": len(truth),
+        "definition": "ERASER token P/R/F1 over whitespace words; macro = mean over documents",
+    }
+
+
+def _read_annotations(path: Path) -> list[Annotation]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            out.append(Annotation.model_validate_json(line))
+    return out
+
+
+def invrat_rationales(
+    task: TaskData, split: str, out_dir: Path, invrat_options: dict[str, Any], *, seed: int = 0,
+    main_process: bool = True,
+) -> tuple[list[Example], dict[str, Any]]:
+    """Train InvRat on ``task``'s train split (once per experiment) and rationalize ``split``.
+
+    Returns the split's examples with InvRat's rationales and an info dict (quality against the
+    data's own rationale, where it came from). Reuses ``<out>/rationales/<task>.jsonl`` when present.
+    """
+    from invrat import InvRatConfig, rationalize, to_annotations, train_invrat
+
+    folder = out_dir / "rationales"
+    ann_path = folder / f"{task.name}.jsonl"
+    info_path = folder / f"{task.name}.quality.json"
+    examples = list(task.splits[split])
+    if ann_path.is_file() and info_path.is_file():
+        masks = masks_from_annotations(_read_annotations(ann_path), examples)
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        log.info("  %s: InvRat rationales reused from %s", task.name, ann_path.relative_to(out_dir))
+        return apply_masks(examples, masks), info
+    config = InvRatConfig.model_validate({"seed": seed, "progress": False, **invrat_options})
+    log.info("  %s: training InvRat on %d examples for its rationales", task.name, len(task.splits.train))
+    run_dir = train_invrat(task.splits, config, folder / task.name, resume=True)
+    rats = rationalize(run_dir, examples, device=config.device)
+    masks = {ex.id: r.mask for ex, r in zip(examples, rats, strict=True)}
+    quality = rationale_quality(examples, masks)
+    info = {"task": task.name, "source": INVRAT, "split": split, "invrat_run": (folder / task.name).name,
+            "quality_vs_data_rationale": quality}
+    if main_process:
+        write_jsonl_atomic(ann_path, [a.model_dump(exclude_none=True) for a in to_annotations(examples, rats)])
+        write_json_atomic(info_path, info)
+    if quality:
+        log.info("  %s: InvRat rationale token F1 %.3f vs the data's rationale", task.name, quality["token_f1_macro"])
+    return apply_masks(examples, masks), info
+
+
+def rationale_samples(task: TaskData, examples: Sequence[Example], n: int = N_SAMPLES) -> list[dict[str, Any]]:
+    """A few examples for the report: words, the rationale used (predicted) and the data's own."""
+    gold = {ex.id: ex.rationale for ex in task.splits.val + task.splits.train + task.splits.test}
+    out = []
+    for ex in list(examples)[:n]:
+        out.append({"task": task.name, "label": ex.label, "query": ex.query, "words": ex.words,
+                    "predicted": ex.rationale, "gold": gold.get(ex.id)})
+    return out

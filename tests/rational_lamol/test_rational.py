@@ -1,0 +1,188 @@
+"""Rational LAMOL through the real pipeline: probe → CCI → freeze → retrain (ALGORITHMS.md §2).
+
+One tiny 3-task run per module (a 2-block GPT-2, real AdamW steps with weight decay) is shared by
+the tests below; they read its run dir the way report.py does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from rationale_commons.errors import DataError
+from rationale_commons.records import Example
+
+from rational_lamol.config import parse_config
+from rational_lamol.methods import available_methods, make_method
+
+TASKS = ["sentiment", "topic", "pair"]
+
+
+def _config(**overrides):
+    d = {
+        "name": "tiny-rational",
+        "model": {"source": "gpt2-scratch", "n_layer": 2, "n_head": 2, "n_embd": 32, "vocab_size": 400,
+                  "max_length": 80, "dropout": 0.0},
+        "training": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "threads": 1, "gen_batch_size": 8, "gamma": 0.5},
+    }
+    d["tasks"] = [
+        {"name": "sentiment", "data": "synthetic:sentiment", "max_train": 16, "max_val": 6, "max_test": 4,
+         "rationales": "invrat"},
+        {"name": "topic", "data": "synthetic:topic", "max_train": 16, "max_val": 6, "max_test": 4},
+        {"name": "pair", "data": "synthetic:pair", "max_train": 16, "max_val": 6, "max_test": 4},
+    ]
+    d["methods"] = ["rational-block", "rational-head"]
+    d["method_options"] = {"rational-head": {"top_k": 2}}
+    d["training"].update({"lr": 5e-3, "weight_decay": 0.1, "epochs": 2})
+    d["invrat"] = {"epochs": 1, "restarts": 1, "hidden_dim": 8, "embedding_dim": 8, "num_threads": 1,
+                   "max_len": 80, "device": "cpu"}
+    d.update(overrides)
+    return d
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from rational_lamol.pipeline import run_experiment
+
+    out = tmp_path_factory.mktemp("rational") / "run"
+    run_experiment(parse_config(_config()), out)
+    return out
+
+
+def _method_dir(run_dir, method):
+    return run_dir / "-".join(TASKS) / "seed0" / method
+
+
+def _state(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_registered_and_options_checked():
+    assert {"rational-block", "rational-head"} <= set(available_methods())
+    assert make_method("rational-head", {"top_k": 3}).options["level"] == "head"
+    with pytest.raises(DataError, match="top_k"):
+        make_method("rational-head", {"top_k": 0})
+    with pytest.raises(DataError, match="row_filter"):
+        make_method("rational-block", {"row_filter": "some"})
+    with pytest.raises(DataError, match="level"):
+        make_method("rational-block", {"level": "head"})
+    with pytest.raises(DataError, match="unknown option"):
+        make_method("rational-block", {"topk": 3})
+
+
+def test_cci_json_one_entry_per_transition(run_dir):
+    for method, level in (("rational-block", "block"), ("rational-head", "head")):
+        entries = json.loads((_method_dir(run_dir, method) / "cci.json").read_text())
+        assert [(e["from_task"], e["to_task"]) for e in entries] == [("sentiment", "topic"), ("topic", "pair")]
+        for e in entries:
+            assert e["level"] == level
+            assert e["n_used"] + e["n_skipped"] == 6
+            if level == "block":
+                assert len(e["votes"]) == 2 and sum(e["votes"]) == e["n_used"]
+                assert len(e["scores_mean"]) == 2 if e["n_used"] else e["scores_mean"] == []
+            else:
+                assert len(e["votes"]) == 2 and len(e["votes"][0]) == 2
+                assert all(len(c) == 2 for c in e["chosen"]) and len(e["chosen"]) <= 2
+            assert e["param_counts"]["total"]["frozen"] > 0 or not e["frozen"]
+        # accumulate (default): what was frozen earlier stays frozen
+        first, second = entries
+        assert first["frozen"] == first["chosen"]
+        assert {json.dumps(c) for c in first["frozen"]} <= {json.dumps(c) for c in second["frozen"]}
+        assert {json.dumps(c) for c in second["chosen"]} <= {json.dumps(c) for c in second["frozen"]}
+
+
+def test_frozen_block_bit_identical_across_the_retrain(run_dir):
+    """AdamW with weight decay 0.1 and lr 5e-3 ran real steps; the frozen block did not move."""
+    d = _method_dir(run_dir, "rational-block")
+    entries = json.loads((d / "cci.json").read_text())
+    for stage, entry in ((2, entries[0]), (3, entries[1])):
+        before = _state(d / f"{stage - 1}_{TASKS[stage - 2]}" / "model")
+        after = _state(d / f"{stage}_{TASKS[stage - 1]}" / "model")
+        frozen = set(entry["frozen"])
+        assert frozen, "CCI chose nothing"
+        moved_elsewhere = False
+        for name, tensor in before.items():
+            block = int(name.split(".h.")[1].split(".")[0]) if ".h." in name else None
+            if block in frozen:
+                assert torch.equal(tensor, after[name]), f"{name} of frozen block {block} changed"
+            elif not torch.equal(tensor, after[name]):
+                moved_elsewhere = True
+        assert moved_elsewhere, "nothing trained at all"
+        per_block = {r["block"]: r for r in entry["param_counts"]["blocks"]}
+        for b in frozen:
+            assert per_block[b]["trainable"] == 0 and per_block[b]["frozen"] > 0
+
+
+def test_frozen_heads_bit_identical_across_the_retrain(run_dir):
+    d = _method_dir(run_dir, "rational-head")
+    entry = json.loads((d / "cci.json").read_text())[0]
+    before, after = _state(d / "1_sentiment" / "model"), _state(d / "2_topic" / "model")
+    E, H = 32, 2
+    hd = E // H
+    for b, h in entry["frozen"]:
+        w0, w1 = before[f"transformer.h.{b}.attn.c_attn.weight"], after[f"transformer.h.{b}.attn.c_attn.weight"]
+        for k in range(3):
+            cols = slice(k * E + h * hd, k * E + (h + 1) * hd)
+            assert torch.equal(w0[:, cols], w1[:, cols])
+        p0, p1 = before[f"transformer.h.{b}.attn.c_proj.weight"], after[f"transformer.h.{b}.attn.c_proj.weight"]
+        assert torch.equal(p0[h * hd : (h + 1) * hd], p1[h * hd : (h + 1) * hd])
+    assert not torch.equal(before["transformer.h.0.mlp.c_fc.weight"], after["transformer.h.0.mlp.c_fc.weight"])
+
+
+def test_task1_model_shared_by_both_methods(run_dir):
+    a = _state(_method_dir(run_dir, "rational-block") / "1_sentiment" / "model")
+    b = _state(_method_dir(run_dir, "rational-head") / "1_sentiment" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    stage = json.loads((_method_dir(run_dir, "rational-head") / "1_sentiment" / "stage.json").read_text())
+    assert "task1_shared_from" in stage
+
+
+def test_invrat_rationales_written_once_with_quality_and_samples(run_dir):
+    ann = run_dir / "rationales" / "sentiment.jsonl"
+    assert ann.is_file() and len(ann.read_text().splitlines()) == 6
+    quality = json.loads((run_dir / "rationales" / "sentiment.quality.json").read_text())
+    q = quality["quality_vs_data_rationale"]
+    assert 0.0 <= q["token_f1_macro"] <= 1.0 and q["n"] == 6
+    samples = json.loads((run_dir / "rationale_samples.json").read_text())
+    assert {s["task"] for s in samples} == {"sentiment", "topic"}
+    for s in samples:
+        assert len(s["predicted"]) == len(s["words"])
+        if s["task"] == "topic":  # human source: the planted rationale itself
+            assert s["predicted"] == s["gold"]
+    entries = json.loads((_method_dir(run_dir, "rational-block") / "cci.json").read_text())
+    assert entries[0]["rationale_source"]["source"] == "invrat"
+    assert entries[1]["rationale_source"]["source"] == "human"
+
+
+def test_history_survives_restart(run_dir, tmp_path):
+    """A resumed stage reads the earlier freezes back from cci.json (and redoes its own entry)."""
+    from types import SimpleNamespace
+
+    method = make_method("rational-block", {})
+    d = _method_dir(run_dir, "rational-block")
+    entries = json.loads((d / "cci.json").read_text())
+    ctx = SimpleNamespace(run_dir=d, order=TASKS, index=2)
+    assert method.history(ctx) == entries[:1]
+    assert method.frozen_before(entries[:1]).blocks == sorted(set(entries[0]["chosen"]))
+    ctx.index = 1
+    assert method.history(ctx) == []
+    assert make_method("rational-block", {"accumulate": False}).frozen_before(entries).is_empty()
+
+
+def test_cci_items_align_rationale_words_to_document_tokens(tiny_tokenizer):
+    from rational_lamol.cci_inputs import cci_item
+
+    ex = Example(id="x", words="the movie was great".split(), label="positive", rationale=[0, 0, 0, 1])
+    item = cci_item(ex, tiny_tokenizer, 64, question="what is the sentiment of this review?")
+    doc = [i for i, m in enumerate(item.doc_mask) if m]
+    assert doc == list(range(len(doc))) and len(doc) >= 4
+    text = tiny_tokenizer.decode([item.input_ids[i] for i, m in enumerate(item.rationale_mask) if m])
+    assert text.strip() == "great"
+    assert all(not r or d for r, d in zip(item.rationale_mask, item.doc_mask, strict=True))
+    # the rationale cut off by a short window: an all-zero mask (CCI skips it)
+    window = len(item.input_ids) - len(doc) + 2 + 1  # room for GEN/EOS and one document token ("the")
+    cut = cci_item(ex, tiny_tokenizer, window, question="what is the sentiment of this review?")
+    assert cut.truncated and not any(cut.rationale_mask)
