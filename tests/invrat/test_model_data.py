@@ -19,7 +19,7 @@ def test_env_aware_predictor_three_environments() -> None:
     cfg = InvRatConfig(hidden_dim=4, embedding_dim=6)
     players = build_players(cfg, vocab_size=20, n_labels=2, n_envs=3, init=None)
     fe = players["fe"]
-    assert fe.encoder.gru.input_size == 6 + 3
+    assert fe.encoder.input_size == 6 + 3
     ids = torch.randint(3, 20, (4, 5))
     lengths = torch.tensor([5, 4, 3, 5])
     real = (torch.arange(5)[None] < lengths[:, None]).float()
@@ -62,3 +62,16 @@ def test_environment_policies() -> None:
     by_len = rule_environments(no_env, "length", 3)
     assert by_len[0] == "len0" and by_len[-1] == "len2"
     assert environments_for(no_env, cfg, "infer") is None
+
+
+def test_bigru_outputs_ignore_padding() -> None:
+    from invrat.model import BiGRU, reverse_within_length
+
+    torch.manual_seed(0)
+    x = torch.arange(2 * 4, dtype=torch.float).view(2, 4)
+    assert reverse_within_length(x, torch.tensor([3, 4])).tolist() == [[2, 1, 0, 3], [7, 6, 5, 4]]
+    gru = BiGRU(3, 5).eval()
+    seq = torch.randn(1, 3, 3)
+    alone = gru(seq, torch.tensor([3]))
+    padded = gru(torch.cat([seq, torch.randn(1, 2, 3)], dim=1), torch.tensor([3]))
+    assert torch.allclose(alone, padded[:, :3], atol=1e-6)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from invrat.losses import straight_through
 
@@ -21,19 +20,33 @@ def make_embedding(vocab_size: int, dim: int, init: torch.Tensor | None, *, free
     return emb
 
 
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first ``lengths[b]`` steps, leaving the padding in place (an involution).
+
+    x: (B, T, ...). Used instead of packed sequences: PyTorch's packed-GRU backward
+    is ~10x slower on CPU, and this keeps padding out of the backward direction all the same.
+    """
+    B, T = x.shape[:2]
+    t = torch.arange(T, device=x.device).unsqueeze(0)  # (1, T)
+    n = lengths.to(x.device).unsqueeze(1)  # (B, 1)
+    idx = torch.where(t < n, n - 1 - t, t)  # (B, T)
+    idx = idx.view(B, T, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, idx)
+
+
 class BiGRU(nn.Module):
-    """A packed bidirectional GRU: padding never feeds the backward direction."""
+    """A bidirectional GRU over padded batches whose outputs at real positions never see padding."""
 
     def __init__(self, input_dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.gru = nn.GRU(input_dim, hidden_dim, batch_first=True, bidirectional=True)
+        self.input_size = input_dim
+        self.forward_gru = nn.GRU(input_dim, hidden_dim, batch_first=True)
+        self.backward_gru = nn.GRU(input_dim, hidden_dim, batch_first=True)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.gru(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
-        return out  # (B, T, 2H)
+        fwd, _ = self.forward_gru(x)  # (B, T, H): padding only follows real steps
+        bwd, _ = self.backward_gru(reverse_within_length(x, lengths))  # (B, T, H)
+        return torch.cat([fwd, reverse_within_length(bwd, lengths)], dim=-1)  # (B, T, 2H)
 
 
 class Generator(nn.Module):

@@ -57,7 +57,7 @@ class Rationalizer:
             state = load_file(str(run_dir / "model.safetensors"))
         except (ValueError, KeyError, OSError) as exc:
             raise DataError(f"unreadable run dir: {exc}".splitlines()[0], path=run_dir) from None
-        n_envs = state["fe.encoder.gru.weight_ih_l0"].shape[1] - state["fe.embedding.weight"].shape[1]
+        n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - state["fe.embedding.weight"].shape[1]
         dim = state["g.embedding.weight"].shape[1]
         cfg = self.config.model_copy(update={"embedding_dim": dim})
         self.device = choose_device(device or self.config.device)
