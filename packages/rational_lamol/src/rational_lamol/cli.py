@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -45,6 +46,8 @@ def run(
     config: Path = typer.Option(None, "--config", "-c", help="experiment TOML (default: the built-in synthetic demo)"),
     out: Path = typer.Option(None, "--out", "-o", help="run dir (default: runs/<name>-<time>)"),
     resume: bool = typer.Option(False, "--resume", help="continue a killed run in --out at its last finished task"),
+    model: str = typer.Option(None, "--model", "-m", help="model to use instead of the config's: hub id, folder or .gguf"),
+    seeds: str = typer.Option(None, "--seeds", help="comma-separated seeds instead of the config's, e.g. 0,1,2"),
 ) -> None:
     """Train every method of the config over its task orders and seeds; write the run dir."""
     from rational_lamol.config import builtin_config_path, load_config
@@ -53,6 +56,7 @@ def run(
 
     try:
         cfg = load_config(config if config is not None else builtin_config_path("default"))
+        cfg = _override(cfg, model=model, seeds=seeds)
         if resume and out is None:
             raise DataError("--resume needs --out DIR (the run dir to continue)")
         out_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -63,13 +67,157 @@ def run(
         t0 = time.perf_counter()
         results = run_experiment(cfg, out_dir, resume=resume)
     except DataError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(exc)}", err=True)
         raise typer.Exit(2) from None
     from accelerate import PartialState
 
     if PartialState().is_main_process:
         typer.echo(format_table(results["runs"]))
         typer.echo(f"\n{len(results['runs'])} run(s) in {time.perf_counter() - t0:.0f}s; results: {out_dir / 'results.json'}")
+        _print_comparison_and_report([out_dir], out_dir / "report.html")
+
+
+def _one_line(exc: Exception) -> str:
+    """The error as one line (validation errors of nested libraries can span several)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _override(cfg, *, model: str | None, seeds: str | None):
+    """The config with ``--model`` / ``--seeds`` applied (validated again as a whole)."""
+    from rational_lamol.config import parse_config
+
+    if model is None and seeds is None:
+        return cfg
+    data = cfg.model_dump()
+    if model is not None:
+        source = model
+        if not model.endswith(".gguf") and Path(model).exists():
+            source = str(Path(model).resolve())
+        elif model.endswith(".gguf"):
+            source = str(Path(model).expanduser().resolve())
+        data["model"]["source"] = source
+    if seeds is not None:
+        try:
+            data["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise DataError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    return parse_config(data, source="--model/--seeds")
+
+
+def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
+    """The comparison table (mean ± std per method, frozen components) and the HTML report."""
+    from rich.console import Console
+
+    from rational_lamol.report import comparison_table, load_runs, summarize, write_report
+
+    Console().print(comparison_table(summarize(load_runs(run_dirs))))
+    path = write_report(run_dirs, out_html)
+    typer.echo(f"report: {path}")
+    return path
+
+
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="run dir(s) (each with results.json); several are aggregated"),
+    out: Path = typer.Option(None, "--out", "-o", help="HTML file (default: RUN_DIR/report.html, or ./report.html)"),
+) -> None:
+    """Rebuild the comparison table and the HTML report from run dir(s), as mean ± std over runs."""
+    try:
+        target = out or (run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html"))
+        _print_comparison_and_report(list(run_dirs), target)
+    except DataError as exc:
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        raise typer.Exit(2) from None
+
+
+class _Level(str, Enum):
+    block = "block"
+    head = "head"
+
+
+@app.command()
+def cci(
+    old: Path = typer.Option(..., "--old", help="model before the new task (a save_pretrained folder)"),
+    new: Path = typer.Option(..., "--new", help="model after it (a save_pretrained folder)"),
+    data: str = typer.Option(..., "--data", help="the old task's data: ERASER folder, table file, synthetic:<name>"),
+    rationales: str = typer.Option(..., "--rationales", help="'human' (the data's own) or an ERASER annotation JSONL"),
+    split: str = typer.Option("val", "--split", help="train | val | test"),
+    level: _Level = typer.Option(_Level.block, "--level", help="block or head"),
+    top_k: int = typer.Option(12, "--top-k", min=1, help="head level: heads each example votes for / heads chosen"),
+    n: int = typer.Option(200, "--n", min=1, help="examples used (the first n of the split)"),
+    beta: float = typer.Option(20.0, "--beta", min=0.0, max=100.0, help="P_beta keeps the top beta %% of a row"),
+    question: str = typer.Option(None, "--question", help="fixed question for single-input data"),
+    max_length: int = typer.Option(None, "--max-length", min=16, help="window (default: the model's, at most 1024)"),
+    json_out: Path = typer.Option(None, "--json", help="write {level, chosen, votes, n_used, n_skipped, ...} here"),
+) -> None:
+    """Critical component identification between two models on rationale-annotated data."""
+    try:
+        result = run_cci(old=old, new=new, data=data, rationales=rationales, split=split, level=level.value,
+                         top_k=top_k, n=n, beta=beta, question=question, max_length=max_length)
+    except DataError as exc:
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        raise typer.Exit(2) from None
+    chosen = result["chosen"]
+    what = ", ".join(f"block {c}" if level == _Level.block else f"block {c[0]} head {c[1]}" for c in chosen)
+    typer.echo(f"chosen ({level.value}): {what or 'nothing (no example could vote)'}")
+    typer.echo(f"examples used {result['n_used']}, skipped {result['n_skipped']} (rationale outside the window or absent)")
+    typer.echo("votes per block" + (" (rows) and head (columns)" if level == _Level.head else "") + ":")
+    rows = result["votes"] if level == _Level.head else [[v] for v in result["votes"]]
+    for b, row in enumerate(rows):
+        typer.echo(f"  block {b:>2}: " + " ".join(f"{v:>4}" for v in row))
+    if json_out is not None:
+        from rationale_commons.runtime import write_json_atomic
+
+        write_json_atomic(json_out, result)
+        typer.echo(f"written: {json_out}")
+
+
+def run_cci(*, old: Path, new: Path, data: str, rationales: str, split: str = "val", level: str = "block",
+            top_k: int = 12, n: int = 200, beta: float = 20.0, question: str | None = None,
+            max_length: int | None = None) -> dict:
+    """What ``rational-lamol cci`` computes, callable from Python (returns the JSON dict)."""
+    import re
+
+    from rational_lamol.cci import identify_critical_components
+    from rational_lamol.cci_inputs import cci_batches, cci_items
+    from rational_lamol.config import TaskConfig
+    from rational_lamol.modeling import load_saved, prepare_model_tokens
+    from rational_lamol.tasks import load_task
+
+    if split not in ("train", "val", "test"):
+        raise DataError(f"--split must be train, val or test, got {split!r}")
+    for label, folder in (("--old", old), ("--new", new)):
+        if not (folder / "config.json").is_file():
+            raise DataError(f"{label}: not a save_pretrained model folder (no config.json)", path=folder)
+    if rationales != "human" and not Path(rationales).is_file():
+        raise DataError("--rationales: not 'human' and not a file", path=rationales)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data.split(":")[-1]).name) or "data"
+    task_cfg = TaskConfig(name=name, data=data, question=question,
+                          rationales=None if rationales == "human" else str(Path(rationales).resolve()))
+    task = load_task(task_cfg)
+    examples = list(task.splits[split])[:n]
+    if not examples:
+        raise DataError(f"--data has no {split!r} examples", path=data)
+    try:
+        old_model, tokenizer = load_saved(old)
+        new_model, _ = load_saved(new)
+    except OSError as exc:
+        raise DataError(f"cannot load a model: {str(exc).splitlines()[0]}") from None
+    for m in (old_model, new_model):
+        prepare_model_tokens(m, tokenizer, [name])  # LAMOL tokens for models trained elsewhere
+    window = max_length or min(int(getattr(old_model.config, "n_positions", None)
+                                   or getattr(old_model.config, "max_position_embeddings", 1024)), 1024)
+    items, missing = cci_items(task, examples, tokenizer, window)
+    result = identify_critical_components(
+        old_model, new_model, cci_batches(items, pad_token_id=tokenizer.pad_token_id or 0),
+        level=level, top_k=top_k, beta=beta,
+    )
+    out = result.to_dict()
+    out["n_skipped"] += missing
+    out["n_without_rationale"] = missing
+    out["split"] = split
+    return out
 
 
 if __name__ == "__main__":
