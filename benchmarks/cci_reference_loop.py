@@ -30,12 +30,18 @@ def _rows(S: int, gt: np.ndarray, row_filter: str) -> range:
     return range(last, S)
 
 
-def block_scores_loop(att_old, att_new, gt, beta=20.0, row_filter="all") -> np.ndarray:
-    """(L,) scores of one example; ``att_*`` numpy arrays (L, H, S, D), ``gt`` (D,) bool."""
+def block_scores_loop(
+    att_old, att_new, gt, beta=20.0, row_filter="all", n_blocks=None
+) -> np.ndarray:
+    """(L,) scores of one example; ``att_*`` numpy arrays (L, H, S, D), ``gt`` (D,) bool.
+
+    ``n_blocks`` scores only the first blocks (the benchmark times long documents on a few blocks:
+    the cost is linear in blocks); the others are left NaN.
+    """
     L, H, S, _ = att_old.shape
     rows = _rows(S, gt, row_filter)
-    scores = np.zeros(L)
-    for b in range(L):
+    scores = np.full(L, np.nan)
+    for b in range(L if n_blocks is None else n_blocks):
         best, rm = -1.0, None
         for h in range(H):
             for s in rows:
@@ -52,12 +58,14 @@ def block_scores_loop(att_old, att_new, gt, beta=20.0, row_filter="all") -> np.n
     return scores
 
 
-def head_scores_loop(att_old, att_new, gt, beta=20.0, row_filter="all") -> np.ndarray:
-    """(L, H) scores of one example."""
+def head_scores_loop(
+    att_old, att_new, gt, beta=20.0, row_filter="all", n_blocks=None
+) -> np.ndarray:
+    """(L, H) scores of one example (``n_blocks``: as in :func:`block_scores_loop`)."""
     L, H, S, _ = att_old.shape
     rows = _rows(S, gt, row_filter)
-    scores = np.zeros((L, H))
-    for b in range(L):
+    scores = np.full((L, H), np.nan)
+    for b in range(L if n_blocks is None else n_blocks):
         for h in range(H):
             best, rm = -1.0, None
             for s in rows:

@@ -14,6 +14,14 @@ SHARED_DATA = Path(os.environ.get("RATIONALE_SHARED_DATA", REPO_ROOT.parent / "s
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+try:  # one thread per test process: small ops are far slower with 2 threads on 2 busy cores
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:
+    pass
 
 
 @pytest.fixture(scope="session")

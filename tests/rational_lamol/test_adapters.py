@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rational_lamol.adapters import GPT2Adapter, LlamaAdapter, adapter_for, kv_heads_to_freeze
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from rational_lamol.adapters import GPT2Adapter, LlamaAdapter, adapter_for, kv_heads_to_freeze
 
 VOCAB = 64
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
 from rational_lamol import cci
 from rational_lamol.adapters import adapter_for
 from rational_lamol.cci import (
@@ -23,7 +25,6 @@ from rational_lamol.cci import (
     vote_blocks,
     vote_heads,
 )
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 VOCAB = 64
 

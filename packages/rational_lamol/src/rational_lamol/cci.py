@@ -108,7 +108,9 @@ def _full_row_threshold(values: torch.Tensor, q: float) -> torch.Tensor:
         return values.amax(dim=-1, keepdim=True)
     lo = math.floor(virtual)
     t = virtual - lo
-    if lo + 1 < D - lo:  # nearer the bottom: sorted[lo], sorted[lo+1] = the 2 largest of the lo+2 smallest
+    if (
+        lo + 1 < D - lo
+    ):  # nearer the bottom: sorted[lo], sorted[lo+1] = the 2 largest of the lo+2 smallest
         part = values.topk(lo + 2, dim=-1, largest=False, sorted=False).values
         b = part.amax(dim=-1, keepdim=True)
         a = _second(part, b, largest=True)

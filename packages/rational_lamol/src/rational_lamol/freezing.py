@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from rational_lamol.adapters import ModelAdapter, _unwrap, adapter_for
 from torch import nn
+
+from rational_lamol.adapters import ModelAdapter, _unwrap, adapter_for
 
 
 class FreezeSpec(BaseModel):
