@@ -89,6 +89,9 @@ class TaskConfig(_Strict):
             "replace the data's"
         ),
     )
+    invrat: dict[str, Any] | None = Field(
+        None, description="rationales = 'invrat': InvRat settings for this task, over the experiment's [invrat]"
+    )
     max_train: int | None = Field(None, ge=1)
     max_val: int | None = Field(None, ge=1)
     max_test: int | None = Field(None, ge=1)
@@ -140,6 +143,7 @@ class ExperimentConfig(_Strict):
         default_factory=dict, description="per-method options, e.g. [method_options.rational-block]"
     )
     data_seed: int = Field(0, description="seed of synthetic data and of val splits carved from train")
+    invrat: dict[str, Any] | None = Field(None, description="InvRat options for tasks with rationales = 'invrat'")
     invrat: dict[str, Any] = Field(
         default_factory=dict,
         description="InvRat settings (invrat.InvRatConfig keys) for tasks with rationales = 'invrat'",
@@ -152,6 +156,18 @@ class ExperimentConfig(_Strict):
 
         InvRatConfig.model_validate(value)  # unknown keys and bad values fail here, before training
         return value
+
+    @model_validator(mode="after")
+    def _task_invrat_settings(self) -> ExperimentConfig:
+        from invrat import InvRatConfig
+
+        for task in self.tasks:
+            if task.invrat:
+                try:
+                    InvRatConfig.model_validate({**self.invrat, **task.invrat})
+                except ValidationError as exc:
+                    raise ValueError(f"tasks.{task.name}.invrat: {_format_validation_error(exc)}") from None
+        return self
 
     @field_validator("methods")
     @classmethod
@@ -226,7 +242,8 @@ def _resolve_relative_paths(config: ExperimentConfig, base: Path) -> ExperimentC
     for task in config.tasks:
         for attr in ("data", "rationales"):
             value = getattr(task, attr)
-            if value is None or value.startswith(SYNTHETIC_PREFIX) or Path(value).is_absolute():
+            if value is None or value.startswith(SYNTHETIC_PREFIX) or value in RATIONALE_KEYWORDS \
+                    or Path(value).is_absolute():
                 continue
             if attr == "rationales" and value in RATIONALE_KEYWORDS:
                 continue
