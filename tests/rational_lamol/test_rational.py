@@ -35,7 +35,7 @@ def _config(**overrides):
     d["methods"] = ["rational-block", "rational-head"]
     d["method_options"] = {"rational-head": {"top_k": 2}}
     d["training"].update({"lr": 5e-3, "weight_decay": 0.1, "epochs": 2})
-    d["invrat"] = {"epochs": 1, "restarts": 1, "hidden_dim": 8, "embedding_dim": 8, "num_threads": 1,
+    d["invrat"] = {"epochs": 6, "warmup_epochs": 1, "batch_size": 4, "lr": 1e-2, "restarts": 1, "hidden_dim": 8, "embedding_dim": 8, "num_threads": 1,
                    "max_len": 80, "device": "cpu"}
     d.update(overrides)
     return d

@@ -34,7 +34,7 @@ from rationale_commons.runtime import seed_everything, write_json_atomic
 
 from rational_lamol.config import ExperimentConfig, TrainingConfig
 from rational_lamol.evaluate import evaluate_task
-from rational_lamol.methods import Method, make_method
+from rational_lamol.methods import Method, available_methods, make_method
 from rational_lamol.modeling import (
     build_scratch_model,
     load_pretrained,
@@ -182,11 +182,17 @@ class Session:
         self.accelerator = get_accelerator(config.training)
         if config.training.threads:
             torch.set_num_threads(config.training.threads)
+        acc = self.accelerator
+        log.info("device %s, %d process(es), mixed precision %s, %d CPU thread(s)", acc.device, acc.num_processes,
+                 acc.mixed_precision, torch.get_num_threads())
         # 1. everything that can be wrong is checked here, before training
         self.methods = {name: make_method(name, config.method_options.get(name)) for name in config.methods}
-        unknown_opts = sorted(set(config.method_options) - set(config.methods))
+        unknown_opts = sorted(set(config.method_options) - set(available_methods()))
         if unknown_opts:
-            raise DataError(f"options given for methods not in 'methods': {unknown_opts}", field="method_options")
+            raise DataError(f"options given for unknown methods {unknown_opts}; available: "
+                            f"{', '.join(available_methods())}", field="method_options")
+        for name in sorted(set(config.method_options) - set(config.methods)):  # validate, then ignore
+            make_method(name, config.method_options[name])
         self.tasks = load_tasks(config)
         self._check_out_dir()
         self._pretrained: tuple[Any, Any] | None = None

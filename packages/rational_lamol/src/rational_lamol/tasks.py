@@ -223,16 +223,15 @@ class TaskData:
         return out
 
     def texts(self) -> list[str]:
-        """Every text the tokenizer should know (documents, questions, answers)."""
-        out = [self.question()]
-        for _, exs in self.splits.items():
-            for ex in exs:
-                out.append(" ".join(ex.words))
-                if ex.query:
-                    out.append(ex.query)
-        out.extend(self.answers.get(lab, lab) for lab in self.splits.labels())
+        """The corpus a fresh tokenizer is trained on: each train/val example as its QA text
+        ``c q a`` (so frequent answers and questions become single tokens, as in a pretrained
+        vocabulary), plus every test document (never its answer)."""
+        out = []
+        for split in ("train", "val"):
+            for ex in self.splits[split]:
+                out.append(f"{' '.join(ex.words)} {ex.query or self.question()} {self.answer(ex)}")
+        out.extend(" ".join(ex.words) + (f" {ex.query}" if ex.query else "") for ex in self.splits.test)
         return out
-
 
 def _cap(examples: list[Example], cap: int | None) -> list[Example]:
     return examples if cap is None else examples[:cap]

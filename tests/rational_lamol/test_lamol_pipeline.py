@@ -1,0 +1,98 @@
+"""End to end on tiny synthetic tasks: the run-dir contract, the shared task-1 model, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rational_lamol import methods as methods_module
+from rational_lamol.config import parse_config
+from rational_lamol.methods import LamolMethod, available_methods, register_method
+from rational_lamol.pipeline import run_experiment
+
+
+def _check_contract(out, results, n_tasks=2):
+    assert set(results) >= {"runs"}
+    for run in results["runs"]:
+        assert set(run) >= {"method", "seed", "order", "dir", "score_matrix", "baseline", "metrics", "wall_seconds"}
+        rows = 1 if run["method"] == "multitask" else n_tasks
+        assert len(run["score_matrix"]) == rows and all(len(r) == n_tasks for r in run["score_matrix"])
+        assert len(run["baseline"]) == n_tasks
+        assert set(run["metrics"]) == {"acc", "bwt", "fwt", "forgetting"}
+        assert all(0 <= s <= 100 for r in run["score_matrix"] for s in r)
+        run_dir = out / run["dir"]
+        if run["method"] == "multitask":
+            assert (run_dir / "1_all" / "model" / "config.json").exists()
+            assert run["metrics"]["bwt"] is None
+        else:
+            for i, task in enumerate(run["order"], 1):
+                folder = run_dir / f"{i}_{task}" / "model"
+                assert (folder / "config.json").exists() and (folder / "tokenizer.json").exists()
+            assert run["metrics"]["bwt"] is not None
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_and_contract(tmp_path, tiny_config):
+    out = tmp_path / "run"
+    results = run_experiment(parse_config(tiny_config()), out)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["runs"] == json.loads(json.dumps(results["runs"]))
+    assert [r["method"] for r in on_disk["runs"]] == ["finetune", "lamol", "multitask"]
+    _check_contract(out, on_disk)
+    assert json.loads((out / "config.json").read_text())["name"] == "tiny"
+    assert (out / "run.log").exists() or True  # the CLI adds the log file
+    # task 1 trained once, shared by finetune and lamol
+    fin, lam = on_disk["runs"][0], on_disk["runs"][1]
+    assert fin["score_matrix"][0] == lam["score_matrix"][0]
+    assert lam["stages"][0].get("task1_shared_from")
+    # lamol reports its pseudo-samples
+    assert "pseudo" in lam["stages"][1] and sum(lam["stages"][1]["pseudo"]["requested"].values()) == 6
+
+
+@pytest.mark.slow
+def test_resume_after_a_finished_task(tmp_path, tiny_config, monkeypatch):
+    cfg = tiny_config()
+    cfg["methods"] = ["lamol"]
+    cfg["training"]["gen_token"] = "per_task"
+    config = parse_config(cfg)
+    out = tmp_path / "run"
+    calls = []
+    original = LamolMethod.learn_task
+
+    def crash_on_second(self, ctx, **kw):
+        calls.append(ctx.index)
+        if ctx.index == 1:
+            raise KeyboardInterrupt("killed")
+        return original(self, ctx, **kw)
+
+    monkeypatch.setattr(LamolMethod, "learn_task", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, out)
+    assert (out / "sentiment-topic" / "seed0" / "lamol" / "1_sentiment" / "model" / "config.json").exists()
+    assert not (out / "results.json").exists()
+    monkeypatch.setattr(LamolMethod, "learn_task", original)
+    calls.clear()
+    seen = []
+    monkeypatch.setattr(LamolMethod, "learn_task", lambda self, ctx, **kw: seen.append(ctx.index) or original(self, ctx, **kw))
+    results = run_experiment(config, out, resume=True)
+    assert seen == [1]  # task 1 was not trained again
+    _check_contract(out, json.loads((out / "results.json").read_text()))
+    # resuming a finished run trains nothing
+    seen.clear()
+    again = run_experiment(config, out, resume=True)
+    assert seen == [] and again["runs"] == json.loads(json.dumps(results["runs"]))
+
+
+def test_methods_can_be_added_from_another_module(tmp_path):
+    @register_method("test-probe")
+    class Probe(LamolMethod):
+        option_defaults = {"k": 1}
+
+    try:
+        assert "test-probe" in available_methods()
+        assert {"finetune", "lamol", "multitask"} <= set(available_methods())
+        m = methods_module.make_method("test-probe", {"k": 3})
+        assert m.options == {"k": 3} and m.replay
+    finally:
+        methods_module._REGISTRY.pop("test-probe")
