@@ -29,13 +29,13 @@ HERE = Path(__file__).resolve().parent
 
 # Per-task settings: alpha near the planted fraction; continuity only where rationales are contiguous.
 TASK_OVERRIDES = {
-    "sentiment": {"alpha": 0.06, "lambda_continuity": 0.0},
-    "topic": {"alpha": 0.06, "lambda_continuity": 0.0},
-    "pair": {"alpha": 0.11, "lambda_continuity": 1.0},
+    "sentiment": {"alpha": 0.1, "lambda_continuity": 0.0},
+    "topic": {"alpha": 0.1, "lambda_continuity": 0.0},
+    "pair": {"alpha": 0.15, "lambda_continuity": 1.0},
 }
 BASE = {
-    "hidden_dim": 32, "embedding_dim": 32, "batch_size": 32, "epochs": 14, "warmup_epochs": 2, "restarts": 1,
-    "lr": 3e-3, "schedule": ["g", "fi", "fe"], "progress": False,
+    "hidden_dim": 32, "embedding_dim": 32, "batch_size": 16, "epochs": 30, "warmup_epochs": 4, "restarts": 1,
+    "lr": 3e-3, "schedule": ["g", "fi", "fe"], "diff_warmup_epochs": 3, "progress": False,
 }
 
 

@@ -1,11 +1,12 @@
 """The main job's measurement: the embedded default over several seeds, as mean ± std per method.
 
-Runs ``rational-lamol run --seeds S --out OUT`` (the built-in default config unless ``--config``),
-then summarizes the run dir with ``rational_lamol.report.summarize`` (ACC, BWT, FWT, forgetting,
+Runs ``rational-lamol run --seeds S --out OUT/seedS`` once per seed (the built-in default config
+unless ``--config``; ``--jobs`` seeds at a time, one CPU thread each when more than one), then
+summarizes the run dirs with ``rational_lamol.report.summarize`` (ACC, BWT, FWT, forgetting,
 mean ± std over seeds; what was frozen) and writes it, with the wall time and the exact command,
 to ``benchmarks/results/main_job.json``. Resumable: ``--resume`` continues a killed run dir.
 
-    python benchmarks/bench_main_job.py --seeds 0,1,2 --out runs/main-job-3seeds
+    python benchmarks/bench_main_job.py --seeds 0,1,2 --jobs 2 --out runs/main-job
 """
 
 from __future__ import annotations
@@ -28,24 +29,34 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="experiment TOML (default: the built-in default)")
     parser.add_argument("--out", type=Path, default=Path("runs/main-job"))
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run at once")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "main_job.json")
     args = parser.parse_args()
 
-    cmd = ["rational-lamol", "run", "--seeds", args.seeds, "--out", str(args.out)]
-    if args.config:
-        cmd += ["--config", args.config]
-    if args.resume:
-        cmd.append("--resume")
+    seeds = [s.strip() for s in args.seeds.split(",") if s.strip()]
+    commands = []
+    for seed in seeds:
+        cmd = ["rational-lamol", "run", "--seeds", seed, "--out", str(args.out / f"seed{seed}")]
+        commands.append(cmd + (["--config", args.config] if args.config else []) + (["--resume"] if args.resume else []))
+    env = dict(os.environ, **({"OMP_NUM_THREADS": "1"} if args.jobs > 1 else {}))
     start = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    running: list[subprocess.Popen] = []
+    failed = 0
+    for cmd in commands:
+        while len(running) >= args.jobs:
+            failed += running.pop(0).wait() != 0
+        running.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    if failed + sum(p.wait() != 0 for p in running):
+        sys.exit("a seed's run failed; see its run.log")
     wall = time.perf_counter() - start
 
     from rational_lamol.report import load_runs, summarize
 
-    runs = load_runs([args.out])
+    runs = load_runs([args.out / f"seed{seed}" for seed in seeds])
     rows = summarize(runs)
     result = {
-        "command": " ".join(cmd),
+        "commands": [" ".join(cmd) for cmd in commands],
+        "jobs": args.jobs,
         "wall_seconds": round(wall, 1),
         "cpu_count": os.cpu_count(),
         "machine": platform.platform(),

@@ -80,6 +80,14 @@ class InvRatConfig(BaseModel):
     lambda_sparsity: float = Field(1.0, ge=0.0, description="Weight of |mean z - alpha|.")
     lambda_continuity: float = Field(5.0, ge=0.0, description="Weight of mean |z_t - z_{t-1}|.")
     lambda_diff: float = Field(10.0, ge=0.0, description="Weight of the invariance penalty h(L_i - L_e); 0 = plain RNP.")
+    diff_warmup_epochs: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Game epochs over which lambda_diff ramps linearly from 0 to its value (as IRM anneals its penalty). "
+            "0 = the full weight from the first game epoch, as in the reference."
+        ),
+    )
     penalty: Literal["relu", "identity"] = Field("relu", description="h in h(L_i - L_e).")
     use_env_player: bool = Field(True, description="False switches the environment-aware predictor off (plain RNP, for comparison).")
     schedule: list[str] = Field(

@@ -67,7 +67,7 @@ def build_players(
     fi = Predictor(emb(), config.hidden_dim, n_labels, 0, config.dropout)
     return nn.ModuleDict(
         {
-            "g": Generator(fi.embedding if config.share_embeddings else emb(), config.hidden_dim, config.dropout),
+            "g": Generator(fi.embedding if config.share_embeddings else emb(), config.hidden_dim, config.dropout, config.alpha),
             "fi": fi,
             "fe": Predictor(emb(), config.hidden_dim, n_labels, max(1, n_envs), config.dropout),
         }
@@ -236,6 +236,13 @@ def _temperature(config: InvRatConfig, epoch: int) -> float:
     return max(config.min_temperature, config.temperature * config.temperature_decay**epoch)
 
 
+def _diff_weight(lambda_diff: float, game_epoch: int, ramp_epochs: int) -> float:
+    """lambda_diff for a game epoch (0-based): linear ramp over ``ramp_epochs``, then constant."""
+    if ramp_epochs <= 0:
+        return lambda_diff
+    return lambda_diff * min(1.0, max(0, game_epoch + 1) / (ramp_epochs + 1))
+
+
 def _atomic_torch_save(obj: object, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
@@ -394,6 +401,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                 disable=not config.progress, leave=False,
             )
             warmup = epoch < config.warmup_epochs
+            diff_weight = _diff_weight(lambda_diff, epoch - config.warmup_epochs, config.diff_warmup_epochs)
             for k in bar:
                 b = train_data.batch(order[k * config.batch_size : (k + 1) * config.batch_size]).to(device)
                 if warmup:  # both predictors on every batch, on the whole document
@@ -402,12 +410,13 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                         logs.update(_player_step("fe", players, opts, b, config, device, temperature, 0.0, warmup=True))
                 else:
                     player = schedule[step % len(schedule)]
-                    logs = _player_step(player, players, opts, b, config, device, temperature, lambda_diff)
+                    logs = _player_step(player, players, opts, b, config, device, temperature, diff_weight)
                     step += 1
                 for key, v in logs.items():
                     sums.setdefault(key, []).append(v)
             record = {
                 "restart": restart, "epoch": epoch, "step": step, "temperature": temperature, "warmup": warmup,
+                "lambda_diff": diff_weight,
                 **{f"train_{k}": float(np.mean(v)) for k, v in sums.items()},
                 **evaluate_players(players, val_data, config, device, gold),
                 "seconds": time.perf_counter() - t0,

@@ -6,6 +6,8 @@ Axis letters: B batch, T time (tokens), D embedding size, H hidden size, C label
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -52,12 +54,16 @@ class BiGRU(nn.Module):
 class Generator(nn.Module):
     """g: a selection logit per token; the caller turns it into a hard mask."""
 
-    def __init__(self, embedding: nn.Embedding, hidden_dim: int, dropout: float) -> None:
+    def __init__(self, embedding: nn.Embedding, hidden_dim: int, dropout: float, alpha: float = 0.5) -> None:
         super().__init__()
         self.embedding = embedding
         self.drop = nn.Dropout(dropout)
         self.encoder = BiGRU(embedding.embedding_dim, hidden_dim)
         self.head = nn.Linear(2 * hidden_dim, 1)
+        # Start near the target selection rate: from 50% the sparsity term drives every logit down at
+        # once and Adam overshoots into "select nothing", where sigmoid'(logit) ~ 0 leaves no gradient.
+        with torch.no_grad():
+            self.head.bias.fill_(math.log(alpha / (1 - alpha)) if 0 < alpha < 1 else 0.0)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.drop(self.embedding(ids))  # (B, T, D)

@@ -409,6 +409,9 @@ def identify_critical_components(
         chosen: list[Any] = [] if block is None else [block]
     else:
         chosen, votes = vote_heads(scores, top_k)
+    if not scores:  # nobody voted: an all-zero histogram of the right shape, not an empty list
+        L, H = old_ad.n_blocks, old_ad.n_heads
+        votes = [0] * L if level == "block" else [[0] * H for _ in range(L)]
     mean = torch.stack(scores).mean(dim=0).tolist() if scores else []
     return CCIResult(
         level=level,

@@ -48,6 +48,9 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="continue a killed run in --out at its last finished task"),
     model: str = typer.Option(None, "--model", "-m", help="model to use instead of the config's: hub id, folder or .gguf"),
     seeds: str = typer.Option(None, "--seeds", help="comma-separated seeds instead of the config's, e.g. 0,1,2"),
+    methods: str = typer.Option(
+        None, "--methods", help="comma-separated methods instead of the config's, e.g. finetune,lamol,multitask"
+    ),
 ) -> None:
     """Train every method of the config over its task orders and seeds; write the run dir."""
     from rational_lamol.config import builtin_config_path, load_config
@@ -56,7 +59,7 @@ def run(
 
     try:
         cfg = load_config(config if config is not None else builtin_config_path("default"))
-        cfg = _override(cfg, model=model, seeds=seeds)
+        cfg = _override(cfg, model=model, seeds=seeds, methods=methods)
         if resume and out is None:
             raise DataError("--resume needs --out DIR (the run dir to continue)")
         out_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -83,11 +86,11 @@ def _one_line(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _override(cfg, *, model: str | None, seeds: str | None):
-    """The config with ``--model`` / ``--seeds`` applied (validated again as a whole)."""
+def _override(cfg, *, model: str | None, seeds: str | None, methods: str | None = None):
+    """The config with ``--model`` / ``--seeds`` / ``--methods`` applied (validated again as a whole)."""
     from rational_lamol.config import parse_config
 
-    if model is None and seeds is None:
+    if model is None and seeds is None and methods is None:
         return cfg
     data = cfg.model_dump()
     if model is not None:
@@ -102,7 +105,9 @@ def _override(cfg, *, model: str | None, seeds: str | None):
             data["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
             raise DataError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
-    return parse_config(data, source="--model/--seeds")
+    if methods is not None:
+        data["methods"] = [m.strip() for m in methods.split(",") if m.strip()]
+    return parse_config(data, source="--model/--seeds/--methods")
 
 
 def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:

@@ -92,6 +92,13 @@ class TaskConfig(_Strict):
     invrat: dict[str, Any] | None = Field(
         None, description="rationales = 'invrat': InvRat settings for this task, over the experiment's [invrat]"
     )
+    synthetic: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "data = 'synthetic:<name>': extra options of rationale_commons.synthetic.make_task, "
+            "e.g. {pair_statements = 1, doc_words = [20, 40], polluted = true}"
+        ),
+    )
     max_train: int | None = Field(None, ge=1)
     max_val: int | None = Field(None, ge=1)
     max_test: int | None = Field(None, ge=1)

@@ -233,6 +233,10 @@ class TaskData:
         out.extend(" ".join(ex.words) + (f" {ex.query}" if ex.query else "") for ex in self.splits.test)
         return out
 
+def _one_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _cap(examples: list[Example], cap: int | None) -> list[Example]:
     return examples if cap is None else examples[:cap]
 
@@ -245,9 +249,9 @@ def load_task(task: TaskConfig, *, data_seed: int = 0) -> TaskData:
         kind = task.data[len(SYNTHETIC_PREFIX) :]
         sizes = {"n_train": task.max_train or 300, "n_val": task.max_val or 100, "n_test": task.max_test or 100}
         try:
-            splits = synthetic.make_task(kind, seed=data_seed, **sizes)
-        except (KeyError, ValueError) as exc:
-            raise DataError(f"task {task.name!r}: unknown synthetic task {kind!r} ({exc})") from None
+            splits = synthetic.make_task(kind, seed=data_seed, **sizes, **(task.synthetic or {}))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DataError(f"task {task.name!r}: unknown synthetic task or option in {kind!r} ({_one_line(exc)})") from None
     else:
         from rationale_commons.loaders import ColumnMapping, load_data
 
