@@ -7,7 +7,6 @@ picks the gold annotations of a split.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,22 @@ from rationale_commons.loaders import (
     load_data,
     load_documents,
     read_annotations,
+    read_jsonl,
 )
 from rationale_commons.metrics.eraser import score_results, summary
 from rationale_commons.records import Annotation, Example
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+def read_eraser_lines(path: str | Path) -> list[dict[str, Any]]:
+    """The objects of an ERASER JSONL file (annotations or results): each has an annotation_id."""
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path=path)
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"not JSON: {exc.msg}", path=path, line=lineno) from None
-            if not isinstance(row, dict) or "annotation_id" not in row:
-                raise DataError("not an ERASER line (no annotation_id)", path=path, line=lineno)
-            rows.append(row)
+    for line, row in read_jsonl(path):
+        if "annotation_id" not in row:
+            raise DataError("not an ERASER line (no annotation_id)", path=path, line=line)
+        rows.append(row)
     if not rows:
         raise DataError("empty file", path=path)
     return rows
@@ -59,7 +53,7 @@ def annotation_to_result(row: dict[str, Any]) -> dict[str, Any]:
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     """Results lines; annotation lines are accepted and read as hard predictions."""
-    return [row if "rationales" in row else annotation_to_result(row) for row in read_jsonl(path)]
+    return [row if "rationales" in row else annotation_to_result(row) for row in read_eraser_lines(path)]
 
 
 def split_examples(data: str | Path, split: str, columns: ColumnMapping | None = None) -> list[Example]:

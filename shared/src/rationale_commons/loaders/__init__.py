@@ -29,6 +29,7 @@ from rationale_commons.loaders.eraser import (
     read_annotations,
 )
 from rationale_commons.loaders.hub import load_hub
+from rationale_commons.loaders.jsonl import read_jsonl
 from rationale_commons.loaders.table import TABLE_SUFFIXES, load_table, read_rows, split_files
 from rationale_commons.records import Splits
 
@@ -48,6 +49,7 @@ __all__ = [
     "load_table",
     "parse_rationale",
     "read_annotations",
+    "read_jsonl",
     "read_rows",
     "split_files",
 ]

@@ -16,7 +16,6 @@ documents.
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 
 from rationale_commons.errors import DataError
 from rationale_commons.loaders.columns import IdRegistry
+from rationale_commons.loaders.jsonl import read_jsonl
 from rationale_commons.records import SPLIT_NAMES, Annotation, Example, Splits
 
 #: Joins the docids of a several-document example into its ``Example.docid``
@@ -97,51 +97,29 @@ def load_documents(folder: str | Path, docids: Iterable[str] | None = None) -> d
     docs_jsonl = folder / "docs.jsonl"
     if not docs_jsonl.is_file():
         raise DataError("no documents: expected a docs/ folder or docs.jsonl", path=folder)
-    with docs_jsonl.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"malformed JSON: {exc.msg}", path=docs_jsonl, line=line_no
-                ) from None
-            for key in ("docid", "document"):
-                if not isinstance(row, dict) or key not in row:
-                    raise DataError(f"missing {key!r}", path=docs_jsonl, line=line_no, field=key)
-            docid = str(row["docid"])
-            if wanted is not None and docid not in wanted:
-                continue
-            document = row["document"]
-            if isinstance(document, list):  # sentences or tokens
-                document = " ".join(map(str, document))
-            documents[docid] = str(document).split()
+    for line_no, row in read_jsonl(docs_jsonl):
+        for key in ("docid", "document"):
+            if key not in row:
+                raise DataError(f"missing {key!r}", path=docs_jsonl, line=line_no, field=key)
+        docid = str(row["docid"])
+        if wanted is not None and docid not in wanted:
+            continue
+        document = row["document"]
+        if isinstance(document, list):  # sentences or tokens
+            document = " ".join(map(str, document))
+        documents[docid] = str(document).split()
     return documents
 
 
 def _read_annotation_lines(path: Path) -> list[tuple[int, Annotation]]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"malformed JSON: {exc.msg} (column {exc.colno})", path=path, line=line_no
-                ) from None
-            if not isinstance(raw, dict):
-                raise DataError(
-                    f"expected a JSON object, got {type(raw).__name__}", path=path, line=line_no
-                )
-            try:
-                rows.append((line_no, Annotation.model_validate(raw)))
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                field = ".".join(str(p) for p in err["loc"]) or None
-                raise DataError(err["msg"], path=path, line=line_no, field=field) from None
+    for line_no, raw in read_jsonl(path):
+        try:
+            rows.append((line_no, Annotation.model_validate(raw)))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or None
+            raise DataError(err["msg"], path=path, line=line_no, field=field) from None
     if not rows:
         raise DataError("empty file (no annotations)", path=path)
     return rows

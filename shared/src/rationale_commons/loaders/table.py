@@ -22,6 +22,7 @@ from rationale_commons.loaders.columns import (
     carve_validation,
     row_to_example,
 )
+from rationale_commons.loaders.jsonl import read_jsonl
 from rationale_commons.records import Example, Splits
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -31,23 +32,8 @@ Row = tuple[int | None, int, dict[str, Any]]
 
 
 def _read_jsonl(path: Path) -> Iterator[Row]:
-    index = 0
-    with path.open(encoding="utf-8-sig") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"malformed JSON: {exc.msg} (column {exc.colno})", path=path, line=line_no
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"expected a JSON object, got {type(row).__name__}", path=path, line=line_no
-                )
-            yield line_no, index, row
-            index += 1
+    for index, (line_no, row) in enumerate(read_jsonl(path)):
+        yield line_no, index, row
 
 
 def _read_json(path: Path) -> Iterator[Row]:
