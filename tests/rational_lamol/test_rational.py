@@ -176,9 +176,10 @@ def test_history_survives_restart(run_dir, tmp_path):
 
 def test_cci_items_align_rationale_words_to_document_tokens(tiny_tokenizer):
     from rational_lamol.cci_inputs import cci_item
+    from rational_lamol.tasks import encode_qa
 
     ex = Example(id="x", words="the movie was great".split(), label="positive", rationale=[0, 0, 0, 1])
-    item = cci_item(ex, tiny_tokenizer, 64, question="what is the sentiment of this review?")
+    item = cci_item(ex, encode_qa(ex, tiny_tokenizer, 64, question="what is the sentiment of this review?"))
     doc = [i for i, m in enumerate(item.doc_mask) if m]
     assert doc == list(range(len(doc))) and len(doc) >= 4
     text = tiny_tokenizer.decode([item.input_ids[i] for i, m in enumerate(item.rationale_mask) if m])
@@ -186,5 +187,5 @@ def test_cci_items_align_rationale_words_to_document_tokens(tiny_tokenizer):
     assert all(not r or d for r, d in zip(item.rationale_mask, item.doc_mask, strict=True))
     # the rationale cut off by a short window: an all-zero mask (CCI skips it)
     window = len(item.input_ids) - len(doc) + 2 + 1  # room for GEN/EOS and one document token ("the")
-    cut = cci_item(ex, tiny_tokenizer, window, question="what is the sentiment of this review?")
+    cut = cci_item(ex, encode_qa(ex, tiny_tokenizer, window, question="what is the sentiment of this review?"))
     assert cut.truncated and not any(cut.rationale_mask)

@@ -196,6 +196,24 @@ def _chunks(shape: torch.Size) -> Iterator[slice]:
         yield slice(lo, min(L, lo + step))
 
 
+def _binarized_chunks(
+    att_old: torch.Tensor,
+    att_new: torch.Tensor,
+    gt: torch.Tensor,
+    beta: float,
+    row_filter: RowFilter,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(P(old), P(new), gt)`` per chunk of blocks, as float32: the kept rows of both models
+    binarized ``(Lc, H, S, D)`` and the ``(D,)`` GT mask. Block and head scores differ only in
+    how they pick ``RM`` from these."""
+    _check(att_old, att_new, gt)
+    gt_f = gt.to(device=att_old.device, dtype=torch.float32)
+    for part in _chunks(att_old.shape):
+        old = _rows(att_old[part].float(), gt, row_filter)
+        new = _rows(att_new[part].float(), gt, row_filter)
+        yield percentile_binarize(old, beta).float(), percentile_binarize(new, beta).float(), gt_f
+
+
 def block_scores(
     att_old: torch.Tensor,
     att_new: torch.Tensor,
@@ -208,21 +226,15 @@ def block_scores(
     ``att_old``, ``att_new``: ``(L, H, S, D)`` cropped attention of the old and new model;
     ``gt``: ``(D,)`` bool rationale mask over the document tokens.
     """
-    _check(att_old, att_new, gt)
-    gt_f = gt.to(device=att_old.device, dtype=torch.float32)
     out = []
-    for part in _chunks(att_old.shape):
-        old = _rows(att_old[part].float(), gt, row_filter)
-        new = _rows(att_new[part].float(), gt, row_filter)
-        Lc, H, S, D = old.shape
-        p_old = percentile_binarize(old, beta).float()  # (Lc, H, S, D)
+    for p_old, p_new, gt_f in _binarized_chunks(att_old, att_new, gt, beta, row_filter):
+        Lc, H, S, D = p_old.shape
         iou_gt = _iou_rows(p_old, gt_f)  # (Lc, H, S)
         best = iou_gt.reshape(Lc, H * S).argmax(dim=-1)  # (Lc,) first max: lower h, then lower s
         p_rm = p_old.reshape(Lc, H * S, D)[
-            torch.arange(Lc, device=old.device), best
+            torch.arange(Lc, device=p_old.device), best
         ]  # (Lc, D) = P(RM_b)
-        p_new = percentile_binarize(new, beta).float().reshape(Lc, H * S, D)
-        out.append(_iou_rows(p_new, p_rm).amax(dim=-1))  # (Lc,)
+        out.append(_iou_rows(p_new.reshape(Lc, H * S, D), p_rm).amax(dim=-1))  # (Lc,)
     return torch.cat(out)
 
 
@@ -234,17 +246,11 @@ def head_scores(
     row_filter: RowFilter = "all",
 ) -> torch.Tensor:
     """Head-level CCI scores of one example, ``(L, H)`` float64; arguments as :func:`block_scores`."""
-    _check(att_old, att_new, gt)
-    gt_f = gt.to(device=att_old.device, dtype=torch.float32)
     out = []
-    for part in _chunks(att_old.shape):
-        old = _rows(att_old[part].float(), gt, row_filter)
-        new = _rows(att_new[part].float(), gt, row_filter)
-        Lc, H, S, D = old.shape
-        p_old = percentile_binarize(old, beta).float()  # (Lc, H, S, D)
+    for p_old, p_new, gt_f in _binarized_chunks(att_old, att_new, gt, beta, row_filter):
+        Lc, H, S, D = p_old.shape
         best = _iou_rows(p_old, gt_f).argmax(dim=-1)  # (Lc, H): s*_h, each head against GT
         p_rm = p_old.gather(2, best[:, :, None, None].expand(Lc, H, 1, D)).squeeze(2)  # (Lc, H, D)
-        p_new = percentile_binarize(new, beta).float()
         out.append(_iou_rows(p_new, p_rm).amax(dim=-1))  # (Lc, H)
     return torch.cat(out)
 

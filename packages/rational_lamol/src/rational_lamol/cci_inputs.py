@@ -23,7 +23,7 @@ from rationale_commons.alignment import word_char_offsets, word_mask_to_token_ma
 from rationale_commons.records import Example
 
 from rational_lamol.cci import make_cci_batches
-from rational_lamol.tasks import ANS_TOKEN, TaskData, encode_qa
+from rational_lamol.tasks import ANS_TOKEN, EncodedQA, TaskData, encode_qa
 
 
 @dataclass
@@ -40,25 +40,12 @@ class CCIItem:
         return {"input_ids": self.input_ids, "doc_mask": self.doc_mask, "rationale_mask": self.rationale_mask}
 
 
-def cci_item(
-    example: Example,
-    tokenizer,
-    max_length: int,
-    *,
-    question: str | None = None,
-    answer: str | None = None,
-    ans_id: int | None = None,
-) -> CCIItem:
-    """Encode one example with a word-level rationale for CCI.
-
-    ``max_length`` is the model window; two tokens stay reserved for GEN and EOS exactly as in
-    training, so CCI sees the document as the model was trained on it.
-    """
+def cci_item(example: Example, enc: EncodedQA) -> CCIItem:
+    """One example with a word-level rationale as CCI reads it, from its QA encoding
+    (:func:`rational_lamol.tasks.encode_qa` with the model window, so CCI sees the document as the
+    model was trained on it)."""
     if example.rationale is None:
         raise ValueError(f"example {example.id!r} has no rationale")
-    if ans_id is None:
-        ans_id = int(tokenizer.convert_tokens_to_ids(ANS_TOKEN))
-    enc = encode_qa(example, tokenizer, max_length, question=question, answer=answer, ans_id=ans_id)
     word_offsets = word_char_offsets(example.words)
     doc_tokens = word_mask_to_token_mask(example.rationale, word_offsets, enc.doc_offsets)  # (D,)
     n = len(enc.input_ids)
@@ -82,8 +69,8 @@ def cci_items(
         if ex.rationale is None:
             missing += 1
             continue
-        items.append(cci_item(ex, tokenizer, max_length, question=task.question(), answer=task.answer(ex),
-                              ans_id=ans_id))
+        enc = encode_qa(ex, tokenizer, max_length, question=task.question(), answer=task.answer(ex), ans_id=ans_id)
+        items.append(cci_item(ex, enc))
     return items, missing
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from rationale_commons.errors import DataError
+from rationale_commons.loaders import ColumnMapping
 
 SYNTHETIC_PREFIX = "synthetic:"
 BUILTIN_CONFIGS = ("default", "paper", "paper_smoke")
@@ -29,15 +30,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class ColumnsConfig(_Strict):
-    """Column names of a plain table (see ``rationale_commons.loaders.ColumnMapping``)."""
-
-    text: str = "text"
-    label: str = "label"
-    id: str | None = None
-    query: str | None = None
-    env: str | None = None
-    rationale: str | None = None
+class ColumnsConfig(ColumnMapping):
+    """Column names of a plain table: the loaders' own mapping, so the config accepts exactly the
+    columns the loaders read (unknown keys rejected)."""
 
 
 class ModelConfig(_Strict):
@@ -99,9 +94,9 @@ class TaskConfig(_Strict):
             "e.g. {pair_statements = 1, doc_words = [20, 40], polluted = true}"
         ),
     )
-    max_train: int | None = Field(None, ge=1)
-    max_val: int | None = Field(None, ge=1)
-    max_test: int | None = Field(None, ge=1)
+    max_train: int | None = Field(None, ge=1, description="cap: a seeded random subset, in the data's order")
+    max_val: int | None = Field(None, ge=1, description="cap on the val split (as max_train)")
+    max_test: int | None = Field(None, ge=1, description="cap on the test split (as max_train)")
 
     @property
     def is_synthetic(self) -> bool:
