@@ -6,6 +6,7 @@ Bad input ends in one line on stderr (``invrat: error: ...``) and exit code 2.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rationale_commons.errors import DataError
+from rationale_commons.loaders import ColumnMapping
 
 app = typer.Typer(
     add_completion=False,
@@ -46,18 +48,48 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-TextCol = Annotated[str | None, typer.Option("--text-column", help="Table column with the document text.")]
-LabelCol = Annotated[str | None, typer.Option("--label-column", help="Table column with the label.")]
-QueryCol = Annotated[str | None, typer.Option("--query-column", help="Table column with the query (pair tasks).")]
-EnvCol = Annotated[str | None, typer.Option("--env-column", help="Table column with the environment.")]
-IdCol = Annotated[str | None, typer.Option("--id-column", help="Table column with example ids.")]
-RationaleCol = Annotated[str | None, typer.Option("--rationale-column", help="Table column with gold rationales.")]
+_COLUMN_HELP = {
+    "text": "Table column with the document text.",
+    "label": "Table column with the label.",
+    "query": "Table column with the query (pair tasks).",
+    "env": "Table column with the environment.",
+    "id": "Table column with example ids.",
+    "rationale": "Table column with gold rationales.",
+}
 
 
-def _columns(text: str | None, label: str | None, query: str | None, env: str | None, id_: str | None, rationale: str | None = None):
-    from rationale_commons.loaders import ColumnMapping
+def _with_columns(*fields: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the ``--<field>-column`` options of ``fields``, in place of its ``columns``
+    parameter, and call it with their ``ColumnMapping`` (None when no option is given): one
+    definition of the column options for every command that reads data."""
 
-    given = {"text": text, "label": label, "query": query, "env": env, "id": id_, "rationale": rationale}
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            inspect.Parameter(
+                f"{f}_column",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=None,
+                annotation=Annotated[str | None, typer.Option(f"--{f}-column", help=_COLUMN_HELP[f])],
+            )
+            for f in fields
+        ]
+        signature = inspect.signature(fn, eval_str=True)
+        params = [
+            q for p in signature.parameters.values() for q in (options if p.name == "columns" else [p])
+        ]
+
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            columns = _columns({f: kwargs.pop(f"{f}_column") for f in fields})
+            return fn(*args, columns=columns, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=params)  # what typer reads
+        return wrapper
+
+    return decorate
+
+
+def _columns(given: dict[str, str | None]) -> ColumnMapping | None:
     if all(v is None for v in given.values()):
         return None
     return ColumnMapping(**{k: v for k, v in given.items() if v is not None})
@@ -65,15 +97,12 @@ def _columns(text: str | None, label: str | None, query: str | None, env: str | 
 
 @app.command()
 @_one_line_errors
+@_with_columns("text", "label", "query", "env", "id")
 def train(
     data: Annotated[str, typer.Argument(help="An ERASER folder, a table file/folder (jsonl/json/csv/tsv/parquet) or a datasets name.")],
     out: Annotated[Path, typer.Option("--out", help="Run dir to create (or continue with --resume).")],
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of InvRatConfig fields.")] = None,
-    text_column: TextCol = None,
-    label_column: LabelCol = None,
-    query_column: QueryCol = None,
-    env_column: EnvCol = None,
-    id_column: IdCol = None,
+    columns: ColumnMapping | None = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last finished epoch.")] = False,
     epochs: Annotated[int | None, typer.Option(help="Override config.epochs.")] = None,
     restarts: Annotated[int | None, typer.Option(help="Override config.restarts.")] = None,
@@ -89,9 +118,9 @@ def train(
 
     cfg = load_config(config, epochs=epochs, restarts=restarts, environments=environments, device=device,
                       progress=False if quiet else None)
-    if env_column and cfg.environments == "auto":
+    if columns is not None and columns.env and cfg.environments == "auto":
         cfg = cfg.model_copy(update={"environments": "column"})
-    splits = load_data(data, _columns(text_column, label_column, query_column, env_column, id_column))
+    splits = load_data(data, columns)
     run_dir = train_invrat(splits, cfg, out, resume=resume)
     selection = json.loads((run_dir / "selection.json").read_text(encoding="utf-8"))
     typer.echo(
@@ -102,6 +131,7 @@ def train(
 
 @app.command()
 @_one_line_errors
+@_with_columns("text", "label", "query", "id")
 def rationalize(
     run_dir: Annotated[Path, typer.Argument(help="A run dir written by `invrat train`.")],
     data: Annotated[str, typer.Argument(help="Data to rationalize (same forms as train).")],
@@ -110,10 +140,7 @@ def rationalize(
     format: Annotated[Format, typer.Option("--format", help="annotations (ERASER evidences) or results (ERASER scorer input).")] = Format.annotations,
     batch_size: Annotated[int | None, typer.Option(help="Inference batch size.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps.")] = None,
-    text_column: TextCol = None,
-    label_column: LabelCol = None,
-    query_column: QueryCol = None,
-    id_column: IdCol = None,
+    columns: ColumnMapping | None = None,
 ) -> None:
     """Write one ERASER line per example of DATA's split, in the input's order."""
     from rationale_commons.eraser_io import write_annotations
@@ -123,7 +150,7 @@ def rationalize(
     from invrat.rationalize import Rationalizer, to_annotations, to_results
 
     model = Rationalizer(run_dir, device=device)  # checks the run dir before reading data
-    examples = split_examples(data, split, _columns(text_column, label_column, query_column, None, id_column))
+    examples = split_examples(data, split, columns)
     rationales = model(examples, batch_size)
     if format == Format.annotations:
         write_annotations(out, to_annotations(examples, rationales))
@@ -135,23 +162,20 @@ def rationalize(
 
 @app.command()
 @_one_line_errors
+@_with_columns("text", "label", "query", "id", "rationale")
 def evaluate(
     predictions: Annotated[Path, typer.Argument(help="Results (or annotation) JSONL from `invrat rationalize`.")],
     gold: Annotated[str, typer.Option("--gold", help="Data with gold rationales (same forms as train).")],
     split: Annotated[str, typer.Option(help="The split the predictions are for.")] = "test",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every score here.")] = None,
-    text_column: TextCol = None,
-    label_column: LabelCol = None,
-    query_column: QueryCol = None,
-    id_column: IdCol = None,
-    rationale_column: RationaleCol = None,
+    columns: ColumnMapping | None = None,
 ) -> None:
     """ERASER metrics (the ERASER scorer's numbers, as fractions)."""
     from rationale_commons.runtime import write_json_atomic
 
     from invrat.evaluate import evaluate_file
 
-    report = evaluate_file(predictions, gold, split, _columns(text_column, label_column, query_column, None, id_column, rationale_column))
+    report = evaluate_file(predictions, gold, split, columns)
     for key, value in report["summary"].items():
         typer.echo(f"{key:>18}  {value:.4f}")
     if json_out is not None:
@@ -160,24 +184,21 @@ def evaluate(
 
 @app.command()
 @_one_line_errors
+@_with_columns("text", "label", "query", "id", "rationale")
 def show(
     predictions: Annotated[Path, typer.Argument(help="Results (or annotation) JSONL.")],
     data: Annotated[str, typer.Option("--data", help="The data the predictions are for.")],
     html_out: Annotated[Path, typer.Option("--html", help="Output HTML file.")],
     split: Annotated[str, typer.Option(help="The split the predictions are for.")] = "test",
     limit: Annotated[int, typer.Option(help="At most this many documents.")] = 200,
-    text_column: TextCol = None,
-    label_column: LabelCol = None,
-    query_column: QueryCol = None,
-    id_column: IdCol = None,
-    rationale_column: RationaleCol = None,
+    columns: ColumnMapping | None = None,
 ) -> None:
     """An HTML page with rationale tokens highlighted (gold beside them where present)."""
     from invrat.evaluate import read_predictions, split_examples
     from invrat.show import render_page, write_page
 
     results = read_predictions(predictions)
-    examples = split_examples(data, split, _columns(text_column, label_column, query_column, None, id_column, rationale_column))
+    examples = split_examples(data, split, columns)
     wanted = {str(r["annotation_id"]) for r in results}
     chosen = [ex for ex in examples if ex.id in wanted][:limit]
     if not chosen:
