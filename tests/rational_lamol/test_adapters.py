@@ -6,60 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from rational_lamol.adapters import GPT2Adapter, LlamaAdapter, adapter_for, kv_heads_to_freeze
 
-VOCAB = 64
+VOCAB = 64  # the tiny models' vocabulary (TINY_VOCAB in conftest.py)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP spinning makes
-    every small op ~100x slower: run this module single-threaded, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_gpt2(n_layer=2, n_head=4, n_embd=32, seed=0, attn="eager"):
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(
-        GPT2Config(
-            n_layer=n_layer,
-            n_head=n_head,
-            n_embd=n_embd,
-            vocab_size=VOCAB,
-            n_positions=128,
-            bos_token_id=0,
-            eos_token_id=0,
-            attn_implementation=attn,
-        )
-    )
-
-
-def tiny_llama(n_layer=2, n_head=6, n_kv=2, hidden=48, seed=0, attention_bias=False, attn="eager"):
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(
-        LlamaConfig(
-            num_hidden_layers=n_layer,
-            num_attention_heads=n_head,
-            num_key_value_heads=n_kv,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            vocab_size=VOCAB,
-            max_position_embeddings=128,
-            attention_bias=attention_bias,
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-            attn_implementation=attn,
-        )
-    )
-
-
-def test_sizes_come_from_the_config():
+def test_sizes_come_from_the_config(tiny_gpt2, tiny_llama):
     ad = adapter_for(tiny_gpt2(n_layer=3, n_head=4, n_embd=32))
     assert isinstance(ad, GPT2Adapter)
     assert (ad.n_blocks, ad.n_heads, ad.n_kv_heads, ad.head_dim) == (3, 4, 4, 8)
@@ -75,7 +30,7 @@ def test_unsupported_architecture_names_the_supported_ones():
         adapter_for(nn.Linear(2, 2))
 
 
-def test_block_parameters_are_exact_no_substring_matching():
+def test_block_parameters_are_exact_no_substring_matching(tiny_gpt2):
     model = tiny_gpt2(n_layer=12, n_head=2, n_embd=8)
     ad = adapter_for(model)
     named = dict(model.named_parameters())
@@ -98,7 +53,7 @@ def _coverage(slices, shape_of):
     return masks
 
 
-def test_gpt2_head_slices_partition_the_attention_weights():
+def test_gpt2_head_slices_partition_the_attention_weights(tiny_gpt2):
     model = tiny_gpt2(n_layer=2, n_head=4, n_embd=32)
     ad = adapter_for(model)
     slices = [s for h in range(4) for s in ad.head_slices(1, h)]
@@ -115,7 +70,7 @@ def test_gpt2_head_slices_partition_the_attention_weights():
     assert cols.nonzero().squeeze(-1).tolist() == [*range(16, 24), *range(48, 56), *range(80, 88)]
 
 
-def test_llama_head_slices_and_kv_slices_partition_the_attention_weights():
+def test_llama_head_slices_and_kv_slices_partition_the_attention_weights(tiny_llama):
     model = tiny_llama(n_head=6, n_kv=2, hidden=48, attention_bias=True)
     ad = adapter_for(model)
     slices = [s for h in range(6) for s in ad.head_slices(0, h)]
@@ -131,7 +86,7 @@ def test_llama_head_slices_and_kv_slices_partition_the_attention_weights():
         assert bool((m == 1).all())
 
 
-def test_gqa_rule():
+def test_gqa_rule(tiny_llama):
     assert kv_heads_to_freeze({(0, 0), (0, 1), (0, 2)}, 9, 3) == {(0, 0)}
     assert kv_heads_to_freeze({(0, 0), (0, 1)}, 9, 3) == set()
     assert kv_heads_to_freeze({(1, 3), (1, 4), (1, 5), (0, 5)}, 6, 2) == {(1, 1)}
@@ -168,7 +123,7 @@ def _perturb(slices):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama_mha", "llama_gqa"])
-def test_perturbing_a_heads_slices_changes_only_that_heads_output(family):
+def test_perturbing_a_heads_slices_changes_only_that_heads_output(family, tiny_gpt2, tiny_llama):
     if family == "gpt2":
         model = tiny_gpt2(n_layer=2, n_head=4, n_embd=32)
     else:
@@ -207,7 +162,7 @@ def test_perturbing_a_heads_slices_changes_only_that_heads_output(family):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_output_projection_slice_reads_exactly_that_head(family):
+def test_output_projection_slice_reads_exactly_that_head(family, tiny_gpt2, tiny_llama):
     model = tiny_gpt2(n_layer=2) if family == "gpt2" else tiny_llama(n_head=4, n_kv=2, hidden=32)
     model.eval()
     ad = adapter_for(model)
@@ -241,7 +196,7 @@ def test_output_projection_slice_reads_exactly_that_head(family):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_attention_maps_shape_and_mode(family):
+def test_attention_maps_shape_and_mode(family, tiny_gpt2, tiny_llama):
     model = (
         tiny_gpt2(n_layer=3, n_head=4)
         if family == "gpt2"
@@ -261,7 +216,7 @@ def test_attention_maps_shape_and_mode(family):
     torch.testing.assert_close(att, ad.attention_maps(ids, mask))
 
 
-def test_attention_maps_require_eager():
+def test_attention_maps_require_eager(tiny_gpt2):
     model = tiny_gpt2(attn="sdpa")
     with pytest.raises(ValueError, match='attn_implementation="eager"'):
         adapter_for(model).attention_maps(torch.randint(0, VOCAB, (1, 5)))

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from rational_lamol import cci
 from rational_lamol.adapters import adapter_for
@@ -26,17 +25,9 @@ from rational_lamol.cci import (
     vote_heads,
 )
 
-VOCAB = 64
+VOCAB = 64  # the tiny models' vocabulary (TINY_VOCAB in conftest.py)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP spinning makes
-    every small op ~100x slower: run this module single-threaded, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 
 _spec = importlib.util.spec_from_file_location(
@@ -45,41 +36,6 @@ _spec = importlib.util.spec_from_file_location(
 )
 ref = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ref)
-
-
-def tiny_gpt2(n_layer=2, n_head=2, n_embd=16, seed=0):
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(
-        GPT2Config(
-            n_layer=n_layer,
-            n_head=n_head,
-            n_embd=n_embd,
-            vocab_size=VOCAB,
-            n_positions=128,
-            bos_token_id=0,
-            eos_token_id=0,
-            attn_implementation="eager",
-        )
-    )
-
-
-def tiny_llama(n_layer=2, n_head=6, n_kv=2, hidden=48, seed=0):
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(
-        LlamaConfig(
-            num_hidden_layers=n_layer,
-            num_attention_heads=n_head,
-            num_key_value_heads=n_kv,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            vocab_size=VOCAB,
-            max_position_embeddings=128,
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-            attn_implementation="eager",
-        )
-    )
 
 
 def perturbed(model, scale=0.5, seed=1):
@@ -326,9 +282,9 @@ def cci_examples(n=6, doc_len=(6, 14), seed=0):
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("level", ["block", "head"])
-def test_identify_on_tiny_models_matches_the_loop(family, level):
+def test_identify_on_tiny_models_matches_the_loop(family, level, tiny_gpt2, tiny_llama):
     old = (
-        tiny_gpt2(n_layer=2, n_head=2)
+        tiny_gpt2(n_layer=2, n_head=2, n_embd=16)
         if family == "gpt2"
         else tiny_llama(n_layer=2, n_head=6, n_kv=2)
     )
@@ -361,17 +317,17 @@ def test_identify_on_tiny_models_matches_the_loop(family, level):
     assert d["row_filter"] == "all" and d["level"] == level
 
 
-def test_identical_models_score_one_everywhere():
+def test_identical_models_score_one_everywhere(tiny_gpt2):
     # score_b >= IoU(P(A_new[b,h*,s*]), P(RM_b)) = 1 when new == old.
-    model = tiny_gpt2(n_layer=2, n_head=2)
+    model = tiny_gpt2(n_layer=2, n_head=2, n_embd=16)
     result = identify_critical_components(
         model, model, make_cci_batches(cci_examples(), batch_size=3), level="head"
     )
     assert np.allclose(result.scores_mean, 1.0)
 
 
-def test_padding_does_not_change_the_result():
-    old = tiny_gpt2(n_layer=3, n_head=2)
+def test_padding_does_not_change_the_result(tiny_gpt2):
+    old = tiny_gpt2(n_layer=3, n_head=2, n_embd=16)
     new = perturbed(old)
     examples = cci_examples(n=5, doc_len=(5, 20))
     one = identify_critical_components(
@@ -384,8 +340,8 @@ def test_padding_does_not_change_the_result():
     np.testing.assert_allclose(one.scores_mean, many.scores_mean)
 
 
-def test_all_skipped_and_bad_arguments():
-    model = tiny_gpt2()
+def test_all_skipped_and_bad_arguments(tiny_gpt2):
+    model = tiny_gpt2(n_layer=2, n_head=2, n_embd=16)
     examples = [dict(ex, rationale_mask=[False] * len(ex["input_ids"])) for ex in cci_examples(n=3)]
     result = identify_critical_components(model, model, make_cci_batches(examples))
     assert (result.chosen, result.n_used, result.n_skipped) == ([], 0, 3)

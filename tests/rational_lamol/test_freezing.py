@@ -5,57 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from rational_lamol.adapters import adapter_for
 from rational_lamol.freezing import Freezer, FreezeSpec
 
-VOCAB = 64
+VOCAB = 64  # the tiny models' vocabulary (TINY_VOCAB in conftest.py)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads (and a busy 2-core machine makes them spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_gpt2(n_layer=12, n_head=4, n_embd=16, seed=0):
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(
-        GPT2Config(
-            n_layer=n_layer,
-            n_head=n_head,
-            n_embd=n_embd,
-            vocab_size=VOCAB,
-            n_positions=64,
-            bos_token_id=0,
-            eos_token_id=0,
-            attn_implementation="eager",
-        )
-    )
-
-
-def tiny_llama(n_layer=3, n_head=6, n_kv=2, hidden=24, seed=0):
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(
-        LlamaConfig(
-            num_hidden_layers=n_layer,
-            num_attention_heads=n_head,
-            num_key_value_heads=n_kv,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            vocab_size=VOCAB,
-            attention_bias=True,
-            max_position_embeddings=64,
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-            attn_implementation="eager",
-        )
-    )
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 
 def train(model, callbacks=(), steps=6, optimizer=None, seed=0):
@@ -93,19 +49,27 @@ def changed(before, model, name, index=(...,)):
     )
 
 
-def test_gpt2_block_and_heads_bit_identical_everything_else_moves():
-    model = tiny_gpt2(n_layer=12, n_head=4, n_embd=16)
-    spec = FreezeSpec(blocks=[1], heads=[(3, 2), (5, 0)])
-    freezer = Freezer(model, spec)
-    before = snapshot(model)
-    train(model, [freezer])
+def assert_frozen_unchanged(before, model, spec):
+    """Every parameter of the spec's blocks and every slice of its heads (K/V by the GQA rule) is
+    bit-identical to ``before``; returns the model's adapter for further checks."""
     ad = adapter_for(model)
-    for name, _ in ad.block_parameters(1):
-        assert not changed(before, model, name), name
+    for b in spec.blocks:
+        for name, _ in ad.block_parameters(b):
+            assert not changed(before, model, name), name
     frozen_slices = ad.frozen_head_slices(spec.heads)
     assert frozen_slices
     for name, _, index in frozen_slices:
         assert not changed(before, model, name, index), (name, index)
+    return ad
+
+
+def test_gpt2_block_and_heads_bit_identical_everything_else_moves(tiny_gpt2):
+    model = tiny_gpt2(n_layer=12, n_head=4, n_embd=16, n_positions=64)
+    spec = FreezeSpec(blocks=[1], heads=[(3, 2), (5, 0)])
+    freezer = Freezer(model, spec)
+    before = snapshot(model)
+    train(model, [freezer])
+    ad = assert_frozen_unchanged(before, model, spec)
     # Blocks 10 and 11 (the reference's substring bug) and all other blocks did train.
     for b in [0, 2, 3, 4, 5, 10, 11]:
         assert any(changed(before, model, n) for n, _ in ad.block_parameters(b)), b
@@ -116,19 +80,17 @@ def test_gpt2_block_and_heads_bit_identical_everything_else_moves():
     assert changed(before, model, "transformer.wte.weight")
 
 
-def test_llama_gqa_rule_in_training():
-    model = tiny_llama(n_layer=3, n_head=6, n_kv=2)  # r = 3 query heads per KV head
+def test_llama_gqa_rule_in_training(tiny_llama):
+    model = tiny_llama(  # r = 3 query heads per KV head
+        n_layer=3, n_head=6, n_kv=2, hidden=24, attention_bias=True, max_positions=64
+    )
     # Block 0: all of KV head 0's query heads (0, 1, 2) -> its K/V rows freeze too.
     # Block 1: only heads 3, 4 of KV head 1 -> K/V stay trainable.  Block 2 frozen whole.
     spec = FreezeSpec(blocks=[2], heads=[(0, 0), (0, 1), (0, 2), (1, 3), (1, 4)])
     freezer = Freezer(model, spec)
     before = snapshot(model)
     train(model, [freezer])
-    ad = adapter_for(model)
-    for name, _ in ad.block_parameters(2):
-        assert not changed(before, model, name), name
-    for name, _, index in ad.frozen_head_slices(spec.heads):
-        assert not changed(before, model, name, index), name
+    ad = assert_frozen_unchanged(before, model, spec)
     kv00 = ad.kv_head_slices(0, 0)
     assert kv00 and all(not changed(before, model, n, i) for n, _, i in kv00)
     for n, _, i in ad.kv_head_slices(1, 1) + ad.kv_head_slices(0, 1):
@@ -137,24 +99,21 @@ def test_llama_gqa_rule_in_training():
         assert all(changed(before, model, n, i) for n, _, i in ad.head_slices(0, h))
 
 
-def test_frozen_even_when_the_optimizer_holds_them_with_momentum():
+def test_frozen_even_when_the_optimizer_holds_them_with_momentum(tiny_gpt2):
     """An optimizer built before the freeze (with Adam moments from earlier steps) and weight decay
     still moves parameters without gradients; the snapshot restore keeps them identical."""
-    model = tiny_gpt2(n_layer=3, n_head=2, n_embd=8)
+    model = tiny_gpt2(n_layer=3, n_head=2, n_embd=8, n_positions=64)
     optimizer = train(model, steps=3)  # unfrozen warm-up: moments are non-zero
-    freezer = Freezer(model, FreezeSpec(blocks=[0], heads=[(2, 1)]))
+    spec = FreezeSpec(blocks=[0], heads=[(2, 1)])
+    freezer = Freezer(model, spec)
     before = snapshot(model)
     train(model, [freezer], optimizer=optimizer, seed=1)
-    ad = adapter_for(model)
-    for name, _ in ad.block_parameters(0):
-        assert not changed(before, model, name), name
-    for name, _, index in ad.frozen_head_slices([(2, 1)]):
-        assert not changed(before, model, name, index), name
+    assert_frozen_unchanged(before, model, spec)
 
 
-def test_gradient_masking_alone_is_not_enough():
+def test_gradient_masking_alone_is_not_enough(tiny_gpt2):
     """The reference's head freeze (zeroing gradients only) lets AdamW weight decay move the weights."""
-    model = tiny_gpt2(n_layer=2, n_head=2, n_embd=8)
+    model = tiny_gpt2(n_layer=2, n_head=2, n_embd=8, n_positions=64)
     freezer = Freezer(model, FreezeSpec(heads=[(1, 0)]))
     freezer.on_train_start(model)
     freezer.on_after_optimizer_step = lambda model: None  # disable the restore
@@ -164,8 +123,8 @@ def test_gradient_masking_alone_is_not_enough():
     assert changed(before, model, name, index)
 
 
-def test_parameter_report_counts_exactly():
-    model = tiny_gpt2(n_layer=4, n_head=4, n_embd=16)
+def test_parameter_report_counts_exactly(tiny_gpt2):
+    model = tiny_gpt2(n_layer=4, n_head=4, n_embd=16, n_positions=64)
     E, d = 16, 4
     freezer = Freezer(model, FreezeSpec(blocks=[1], heads=[(2, 0), (2, 3), (1, 2)])).apply()
     report = freezer.parameter_report()
@@ -182,8 +141,8 @@ def test_parameter_report_counts_exactly():
     assert report["spec"] == {"blocks": [1], "heads": [(1, 2), (2, 0), (2, 3)]}
 
 
-def test_release_undoes_the_freeze():
-    model = tiny_gpt2(n_layer=2, n_head=2, n_embd=8)
+def test_release_undoes_the_freeze(tiny_gpt2):
+    model = tiny_gpt2(n_layer=2, n_head=2, n_embd=8, n_positions=64)
     freezer = Freezer(model, FreezeSpec(blocks=[0], heads=[(1, 1)])).apply()
     ad = adapter_for(model)
     assert not any(p.requires_grad for _, p in ad.block_parameters(0))
@@ -195,8 +154,8 @@ def test_release_undoes_the_freeze():
     assert freezer.parameter_report()["total"]["frozen"] == 0
 
 
-def test_spec_validation_and_merging():
-    model = tiny_gpt2(n_layer=2, n_head=2, n_embd=8)
+def test_spec_validation_and_merging(tiny_gpt2):
+    model = tiny_gpt2(n_layer=2, n_head=2, n_embd=8, n_positions=64)
     with pytest.raises(IndexError, match="2 blocks"):
         Freezer(model, FreezeSpec(blocks=[2]))
     with pytest.raises(IndexError, match="2 heads"):
