@@ -13,6 +13,7 @@ the document's token span and each document token's character offsets are known 
 from __future__ import annotations
 
 import math
+import random
 import re
 import string
 from collections.abc import Sequence
@@ -237,8 +238,16 @@ def _one_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _cap(examples: list[Example], cap: int | None) -> list[Example]:
-    return examples if cap is None else examples[:cap]
+def _cap(examples: list[Example], cap: int | None, seed: int) -> list[Example]:
+    """At most ``cap`` examples: a seeded random subset kept in the data's order.
+
+    Not the first ``cap``: data files are often sorted by label (ERASER Movies lists every
+    negative review first), and a prefix would hold one label only.
+    """
+    if cap is None or len(examples) <= cap:
+        return examples
+    keep = sorted(random.Random(seed).sample(range(len(examples)), cap))
+    return [examples[i] for i in keep]
 
 
 def load_task(task: TaskConfig, *, data_seed: int = 0) -> TaskData:
@@ -263,9 +272,9 @@ def load_task(task: TaskConfig, *, data_seed: int = 0) -> TaskData:
         splits = load_data(str(path.expanduser()) if looks_local else task.data, columns, name=task.name, split_seed=data_seed)
     splits = Splits(
         name=task.name,
-        train=_cap(splits.train, task.max_train),
-        val=_cap(splits.val, task.max_val),
-        test=_cap(splits.test, task.max_test),
+        train=_cap(splits.train, task.max_train, data_seed),
+        val=_cap(splits.val, task.max_val, data_seed),
+        test=_cap(splits.test, task.max_test, data_seed),
     )
     if task.rationales and task.rationales not in RATIONALE_KEYWORDS:
         splits = _override_rationales(splits, Path(task.rationales), task.name)
