@@ -63,7 +63,7 @@ device = "cpu"
 
 def test_default_config_is_the_main_job():
     cfg = load_config(builtin_config_path("default"))
-    assert cfg.methods == ["finetune", "lamol", "rational-block", "rational-head"]
+    assert cfg.methods == ["finetune", "lamol", "rational-block", "rational-head", "multitask"]
     assert [t.data for t in cfg.tasks] == ["synthetic:sentiment", "synthetic:topic", "synthetic:pair"]
     assert all(t.rationales == "invrat" for t in cfg.tasks)
     assert cfg.model.is_scratch
