@@ -1,0 +1,78 @@
+"""InvRat on an ERASER task trained from labels only, scored against the human rationales.
+
+Trains InvRat on the task's train split (val selects the model; no human rationale is read in
+training), rationalizes the test split and scores it with the shared ERASER scorer. For Movies the
+JSON puts the ERASER paper's Table 3 rows beside it (Lei et al. 2016 on the same split).
+
+    python benchmarks/bench_invrat_eraser.py [--data ../shared/data/eraser/movies]
+        [--config benchmarks/invrat_movies.toml] [--out runs/invrat-movies] [--resume]
+
+Writes benchmarks/results/bench_invrat_<task>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from rationale_commons.eraser_io import examples_to_annotations
+from rationale_commons.loaders import load_data
+from rationale_commons.metrics.eraser import score_results, summary
+from rationale_commons.runtime import write_json_atomic
+
+from invrat import Rationalizer, load_config, to_results, train_invrat
+
+HERE = Path(__file__).resolve().parent
+SHARED_DATA = Path(os.environ.get("RATIONALE_SHARED_DATA", HERE.parents[0].parent / "shared" / "data"))
+
+# ERASER (DeYoung et al. 2020) Table 3, Movie Reviews: performance (macro F1), IOU F1, token F1.
+ERASER_TABLE3_MOVIES = {
+    "Lei et al. (2016), labels only": {"macro_f1": 0.920, "iou_f1": 0.012, "token_f1": 0.322},
+    "Lei et al. (2016), with rationale supervision": {"macro_f1": 0.914, "iou_f1": 0.124, "token_f1": 0.285},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=SHARED_DATA / "eraser" / "movies")
+    parser.add_argument("--config", type=Path, default=HERE / "invrat_movies.toml")
+    parser.add_argument("--out", type=Path, default=Path("runs/invrat-movies"))
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    config = load_config(args.config, progress=False)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    splits = load_data(str(args.data))
+    task = splits.name or args.data.name
+    start = time.perf_counter()
+    run_dir = train_invrat(splits, config, args.out, resume=args.resume)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    rationales = Rationalizer(run_dir)(splits.test)
+    rationalize_seconds = time.perf_counter() - start
+    scores = summary(score_results(to_results(rationales), examples_to_annotations(splits.test)))
+    result = {
+        "benchmark": f"invrat on ERASER {task}, trained from labels only",
+        "command": f"python benchmarks/bench_invrat_eraser.py --data {args.data} --config {args.config}",
+        "config": config.model_dump(mode="json"),
+        "test": scores,
+        "n_test": len(splits.test),
+        "train_seconds": round(train_seconds, 1),
+        "rationalize_seconds": round(rationalize_seconds, 1),
+        "reference": ERASER_TABLE3_MOVIES if task == "movies" else None,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+    }
+    out = args.json or HERE / "results" / f"bench_invrat_{task}.json"
+    write_json_atomic(out, result)
+    print(f"{task}: " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, float)))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
