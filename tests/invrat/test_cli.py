@@ -42,6 +42,16 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def one_line_error(*args: object) -> str:
+    """Run a command that must fail: one line on stderr, a non-zero exit, no traceback."""
+    code, out, err = run(*[str(a) for a in args])
+    assert code != 0
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("invrat: error:"), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
 def test_train_rationalize_evaluate_show(tiny: dict[str, Path]) -> None:
     root, data = tiny["root"], tiny["data"]
     code, out, err = run("train", data, "--out", root / "run", "--config", tiny["config"])
@@ -70,6 +80,13 @@ def test_train_rationalize_evaluate_show(tiny: dict[str, Path]) -> None:
     assert len(res) == len(test)
     assert len(res[0]["rationales"][0]["soft_rationale_predictions"]) == len(test[0].words)
     assert set(res[0]["classification_scores"]) == {"no", "yes"}
+
+    code, out, err = run("rationalize", run_dir, data, "--out", root / "top.jsonl", "--format", "results",
+                         "--selection", "top_alpha")
+    assert code == 0, err
+    for line, ex in zip((root / "top.jsonl").read_text().splitlines(), test, strict=True):  # never empty
+        assert json.loads(line)["rationales"][0]["hard_rationale_predictions"], ex.id
+    assert "top_alpha" in one_line_error("rationalize", run_dir, data, "--out", root / "x.jsonl", "--selection", "all")
 
     code, out, err = run("evaluate", root / "res.jsonl", "--gold", data, "--json", root / "scores.json")
     assert code == 0, err
@@ -131,14 +148,6 @@ def test_bad_inputs_are_one_line_errors(tiny: dict[str, Path]) -> None:
     root, config = tiny["root"], tiny["config"]
     bad = root / "bad"
     bad.mkdir()
-
-    def one_line_error(*args: object) -> str:
-        code, out, err = run(*[str(a) for a in args])
-        assert code != 0
-        lines = [line for line in err.strip().splitlines() if line]
-        assert len(lines) == 1 and lines[0].startswith("invrat: error:"), err
-        assert "Traceback" not in err
-        return lines[0]
 
     table = bad / "rows.jsonl"
     table.write_text('{"text": "good movie", "label": "pos"}\n{"text": "bad film", "label": "neg"}\n', encoding="utf-8")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from invrat.losses import continuity_loss, generator_objective, invariance_penalty, sparsity_loss, straight_through
-from invrat.model import predictor_input_mask, select
+from invrat.model import predictor_input_mask, select, top_fraction
 
 
 def test_sparsity_over_real_tokens_only() -> None:
@@ -66,3 +66,12 @@ def test_select_never_picks_padding_or_query_and_passes_gradient() -> None:
     s = torch.sigmoid(torch.tensor(3.0)).item()
     assert logits.grad[0, 0].item() == pytest.approx(s * (1 - s))
     assert logits.grad[0, 3].item() == 0.0
+
+
+def test_top_fraction_picks_the_highest_document_logits() -> None:
+    logits = torch.tensor([[0.1, 3.0, -1.0, 2.0, 9.0], [-5.0, -4.0, -3.0, -2.0, -1.0]])
+    doc = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])  # position 4 of row 0 is not document
+    z = top_fraction(logits, doc, 0.5)  # ceil(0.5 * 4) = 2 and ceil(0.5 * 3) = 2 words
+    assert z.tolist() == [[0, 1, 0, 1, 0], [0, 1, 1, 0, 0]]
+    assert top_fraction(logits, doc, 0.01).sum(dim=1).tolist() == [1, 1]  # never empty
+    assert top_fraction(logits, torch.zeros_like(doc), 0.5).sum() == 0  # no document: nothing

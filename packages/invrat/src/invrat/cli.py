@@ -140,6 +140,7 @@ def rationalize(
     format: Annotated[Format, typer.Option("--format", help="annotations (ERASER evidences) or results (ERASER scorer input).")] = Format.annotations,
     batch_size: Annotated[int | None, typer.Option(help="Inference batch size.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps.")] = None,
+    selection: Annotated[str | None, typer.Option(help="threshold | top_alpha (default: the run's config).")] = None,
     columns: ColumnMapping | None = None,
 ) -> None:
     """Write one ERASER line per example of DATA's split, in the input's order."""
@@ -149,7 +150,7 @@ def rationalize(
     from invrat.evaluate import split_examples
     from invrat.rationalize import Rationalizer, to_annotations, to_results
 
-    model = Rationalizer(run_dir, device=device)  # checks the run dir before reading data
+    model = Rationalizer(run_dir, device=device, selection=selection)  # checks the run dir before reading data
     examples = split_examples(data, split, columns)
     rationales = model(examples, batch_size)
     if format == Format.annotations:

@@ -121,6 +121,15 @@ class InvRatConfig(BaseModel):
             "Among those, the best dev accuracy of f_i wins. Not in the reference (which used dev accuracy alone)."
         ),
     )
+    selection: Literal["threshold", "top_alpha"] = Field(
+        "threshold",
+        description=(
+            "How rationalize turns generator logits into a hard rationale. threshold: sigmoid > 0.5 (Lei et al.; "
+            "the generator's own decision); top_alpha: the ceil(alpha * n) highest-scoring words of each document "
+            "(as many as the sparsity target asks for, never empty). A generator trained with noise can keep every "
+            "deterministic logit below 0 and select nothing under 'threshold'; 'top_alpha' reads the same ranking."
+        ),
+    )
     restarts: int = Field(2, ge=1, description="Independent initialisations; the best dev accuracy of f_i is kept.")
     seed: int = Field(0, description="Seed of restart 0 (restart k uses seed + k).")
 

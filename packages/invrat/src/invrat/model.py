@@ -126,6 +126,20 @@ def select(
     return z, probs * doc_mask
 
 
+def top_fraction(logits: torch.Tensor, doc_mask: torch.Tensor, fraction: float) -> torch.Tensor:
+    """0/1 mask of the ``ceil(fraction * n)`` highest logits among each row's ``n`` document positions.
+
+    logits, doc_mask: (B, T). Rows without document positions select nothing; ties go to the earlier
+    position (stable sort).
+    """
+    n = doc_mask.sum(dim=1)  # (B,)
+    k = torch.clamp(torch.ceil(fraction * n), min=1) * (n > 0)  # (B,)
+    ranked = logits.float().masked_fill(doc_mask == 0, float("-inf"))
+    order = ranked.argsort(dim=1, descending=True, stable=True)  # (B, T)
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return ((ranks < k.unsqueeze(1)) & (doc_mask > 0)).to(logits.dtype)
+
+
 def predictor_input_mask(z: torch.Tensor, doc_mask: torch.Tensor, real_mask: torch.Tensor) -> torch.Tensor:
     """What the predictors see: the selected document tokens, plus the separator and query (always)."""
     return z + (real_mask - doc_mask)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from invrat.config import InvRatConfig
 from invrat.game import RUN_FILES, _autocast, build_players, length_sorted_batches
-from invrat.model import predictor_input_mask, select
+from invrat.model import predictor_input_mask, select, top_fraction
 from invrat.vocab import Vocab, collate, encode
 
 
@@ -43,7 +43,7 @@ class Rationale:
 class Rationalizer:
     """A loaded run dir: the generator and f_i, ready to rationalize batches of examples."""
 
-    def __init__(self, run_dir: str | Path, *, device: str | None = None) -> None:
+    def __init__(self, run_dir: str | Path, *, device: str | None = None, selection: str | None = None) -> None:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise DataError("run dir not found", path=run_dir)
@@ -57,6 +57,10 @@ class Rationalizer:
             state = load_file(str(run_dir / "model.safetensors"))
         except (ValueError, KeyError, OSError) as exc:
             raise DataError(f"unreadable run dir: {exc}".splitlines()[0], path=run_dir) from None
+        if selection is not None:
+            if selection not in ("threshold", "top_alpha"):
+                raise DataError(f"selection must be 'threshold' or 'top_alpha', got {selection!r}")
+            self.config = self.config.model_copy(update={"selection": selection})
         n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - state["fe.embedding.weight"].shape[1]
         dim = state["g.embedding.weight"].shape[1]
         cfg = self.config.model_copy(update={"embedding_dim": dim})
@@ -75,6 +79,8 @@ class Rationalizer:
             with _autocast(self.device, cfg.precision):
                 logits = self.players["g"](b.ids, b.lengths).float()
                 z, probs = select(logits, b.doc_mask, train=False, gumbel=False, temperature=1.0)
+                if cfg.selection == "top_alpha":
+                    z = top_fraction(logits, b.doc_mask, cfg.alpha)
                 zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
                 label_probs = self.players["fi"](b.ids, b.lengths, zin, b.real_mask).float().softmax(-1)
             z, probs, label_probs = z.cpu(), probs.cpu(), label_probs.cpu()
@@ -94,10 +100,11 @@ class Rationalizer:
 
 
 def rationalize(
-    run_dir: str | Path, examples: Sequence[Example], batch_size: int | None = None, *, device: str | None = None
+    run_dir: str | Path, examples: Sequence[Example], batch_size: int | None = None, *, device: str | None = None,
+    selection: str | None = None,
 ) -> list[Rationale]:
     """Rationales for ``examples`` in their order (loads the run dir; keep a :class:`Rationalizer` to reuse it)."""
-    return Rationalizer(run_dir, device=device)(examples, batch_size)
+    return Rationalizer(run_dir, device=device, selection=selection)(examples, batch_size)
 
 
 def to_annotations(examples: Sequence[Example], rationales: Sequence[Rationale]) -> list[Annotation]:
