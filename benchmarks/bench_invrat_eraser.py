@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import torch
+
+from invrat import Rationalizer, load_config, to_results, train_invrat
 from rationale_commons.eraser_io import examples_to_annotations
 from rationale_commons.loaders import load_data
 from rationale_commons.metrics.eraser import score_results, summary
 from rationale_commons.runtime import write_json_atomic
-
-from invrat import Rationalizer, load_config, to_results, train_invrat
 
 HERE = Path(__file__).resolve().parent
 SHARED_DATA = Path(os.environ.get("RATIONALE_SHARED_DATA", HERE.parents[0].parent / "shared" / "data"))

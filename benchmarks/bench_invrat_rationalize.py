@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import torch
-from rationale_commons.records import Example, Splits
-from rationale_commons.runtime import write_json_atomic
 
 from invrat import InvRatConfig, Rationalizer, load_config, train_invrat
+from rationale_commons.records import Example, Splits
+from rationale_commons.runtime import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 MOVIES = Path(os.environ.get("RATIONALE_SHARED_DATA", HERE.parents[0].parent / "shared" / "data")) / "eraser" / "movies"

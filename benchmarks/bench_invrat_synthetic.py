@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import torch
+
+from invrat import InvRatConfig, Rationalizer, to_results, train_invrat
 from rationale_commons.eraser_io import examples_to_annotations
 from rationale_commons.metrics.eraser import score_results, summary
 from rationale_commons.runtime import write_json_atomic
 from rationale_commons.synthetic import make_task, spurious_selection_rate
-
-from invrat import InvRatConfig, Rationalizer, to_results, train_invrat
 
 HERE = Path(__file__).resolve().parent
 

@@ -10,19 +10,18 @@ never emit EOS early, so every sample runs to the window: both samplers do the s
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
-from rationale_commons.runtime import write_json_atomic
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rational_lamol.config import TrainingConfig
 from rational_lamol.pseudo import sample_with_cache, sample_without_cache
 from rational_lamol.tasks import TrainSequence
 from rational_lamol.trainer import train_task
+from rationale_commons.runtime import write_json_atomic
 
 SIZES = {
     "demo (2L, d128)": dict(n_layer=2, n_head=4, n_embd=128),

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from rationale_commons.eraser_io import write_eraser
-from rationale_commons.synthetic import make_task
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import invrat.game as game
 from invrat import InvRatConfig, rationalize, to_annotations, train_invrat
 from invrat.cli import app
+from rationale_commons.eraser_io import write_eraser
+from rationale_commons.synthetic import make_task
 
 TINY = """
 hidden_dim = 8

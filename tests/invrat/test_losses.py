@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from invrat.losses import continuity_loss, generator_objective, invariance_penalty, sparsity_loss, straight_through
+from invrat.losses import (
+    continuity_loss,
+    generator_objective,
+    invariance_penalty,
+    sparsity_loss,
+    straight_through,
+)
 from invrat.model import predictor_input_mask, select, top_fraction
 
 

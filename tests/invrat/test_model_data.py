@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import torch
-from rationale_commons.records import Example
 
 from invrat.config import InvRatConfig
-from invrat.environments import environments_for, index_environments, resolve_policy, rule_environments
+from invrat.environments import (
+    environments_for,
+    index_environments,
+    resolve_policy,
+    rule_environments,
+)
 from invrat.game import build_players
 from invrat.vocab import SEP_ID, Vocab, collate, encode
+from rationale_commons.records import Example
 
 
 def _ex(i: int, words: str, label: str = "a", query: str | None = None, env: str | None = None) -> Example:

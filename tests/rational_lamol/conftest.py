@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from rationale_commons.records import Example
 
 WORDS = (

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from rationale_commons.errors import DataError
 
 from rational_lamol import pipeline, trainer
 from rational_lamol.config import load_config, parse_config
 from rational_lamol.pipeline import run_experiment
+from rationale_commons.errors import DataError
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_builtin_configs_parse():
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        (lambda c: c["tasks"][0].update(data=str("/no/such/folder")), "does not exist"),
+        (lambda c: c["tasks"][0].update(data="/no/such/folder"), "does not exist"),
         (lambda c: c.update(methods=["finetune", "lamol-x"]), "unknown method 'lamol-x'"),
         (lambda c: c["tasks"][0].update(data="synthetic:nosuchtask"), "nosuchtask"),
         (lambda c: c.update(method_options={"lamol": {"gama": 1}}), "unknown option"),

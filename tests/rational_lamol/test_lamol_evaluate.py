@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import torch
-from rationale_commons.records import Splits
 
-from rational_lamol.config import TaskConfig, TrainingConfig
+from rational_lamol.config import ModelConfig, TaskConfig, TrainingConfig
 from rational_lamol.evaluate import evaluate_task, greedy_decode
 from rational_lamol.modeling import build_scratch_model
-from rational_lamol.config import ModelConfig
 from rational_lamol.tasks import TaskData, special_ids
 from rational_lamol.trainer import train_task
+from rationale_commons.records import Splits
 
 
 def test_greedy_eval_on_a_memorised_model(tiny_tokenizer, example_factory):

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rationale_commons.errors import DataError
 
-from rational_lamol.tasks import ANS_TOKEN, encode_qa, normalize_answer, pseudo_sample_count, special_ids
+from rational_lamol.tasks import (
+    ANS_TOKEN,
+    encode_qa,
+    normalize_answer,
+    pseudo_sample_count,
+    special_ids,
+)
+from rationale_commons.errors import DataError
 
 VOCAB = ["the", "movie", "was", "great", "awful", "plot", "acting", "good", "bad", "fine"]
 

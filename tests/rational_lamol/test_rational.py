@@ -10,11 +10,11 @@ import json
 
 import pytest
 import torch
-from rationale_commons.errors import DataError
-from rationale_commons.records import Example
 
 from rational_lamol.config import parse_config
 from rational_lamol.methods import available_methods, make_method
+from rationale_commons.errors import DataError
+from rationale_commons.records import Example
 
 TASKS = ["sentiment", "topic", "pair"]
 

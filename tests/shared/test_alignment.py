@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from rationale_commons.alignment import (
     token_mask_to_word_mask,
     token_scores_to_word_scores,

@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from rationale_commons.eraser_io import examples_to_annotations, write_annotations, write_eraser
 from rationale_commons.errors import DataError
 from rationale_commons.loaders import load_eraser, read_annotations

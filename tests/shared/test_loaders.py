@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from rationale_commons.errors import DataError
 from rationale_commons.loaders import (
     ColumnMapping,

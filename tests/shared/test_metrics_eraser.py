@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from rationale_commons.metrics.eraser import (
     auprc,
     average_precision,

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from rationale_commons.metrics.lifelong import (
     METRIC_DEFINITIONS,
     average_accuracy,

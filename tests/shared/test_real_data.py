@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from rationale_commons.alignment import word_char_offsets, word_mask_to_token_mask
 from rationale_commons.eraser_io import examples_to_annotations
 from rationale_commons.loaders import ColumnMapping, carve_validation, load_data, load_documents

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from rationale_commons.errors import DataError
 from rationale_commons.spans import mask_to_spans, scores_to_mask, spans_to_mask
 

@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example
 from rationale_commons.synthetic import (

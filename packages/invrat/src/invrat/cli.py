@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+
 from rationale_commons.errors import DataError
 from rationale_commons.loaders import ColumnMapping
 
@@ -111,10 +112,9 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Train InvRat on DATA's train split (val selects the model) and write RUN_DIR."""
-    from rationale_commons.loaders import load_data
-
     from invrat.config import load_config
     from invrat.game import train_invrat
+    from rationale_commons.loaders import load_data
 
     cfg = load_config(config, epochs=epochs, restarts=restarts, environments=environments, device=device,
                       progress=False if quiet else None)
@@ -144,11 +144,10 @@ def rationalize(
     columns: ColumnMapping | None = None,
 ) -> None:
     """Write one ERASER line per example of DATA's split, in the input's order."""
-    from rationale_commons.eraser_io import write_annotations
-    from rationale_commons.runtime import write_jsonl_atomic
-
     from invrat.evaluate import split_examples
     from invrat.rationalize import Rationalizer, to_annotations, to_results
+    from rationale_commons.eraser_io import write_annotations
+    from rationale_commons.runtime import write_jsonl_atomic
 
     model = Rationalizer(run_dir, device=device, selection=selection)  # checks the run dir before reading data
     examples = split_examples(data, split, columns)
@@ -172,9 +171,8 @@ def evaluate(
     columns: ColumnMapping | None = None,
 ) -> None:
     """ERASER metrics (the ERASER scorer's numbers, as fractions)."""
-    from rationale_commons.runtime import write_json_atomic
-
     from invrat.evaluate import evaluate_file
+    from rationale_commons.runtime import write_json_atomic
 
     report = evaluate_file(predictions, gold, split, columns)
     for key, value in report["summary"].items():

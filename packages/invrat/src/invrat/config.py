@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from rationale_commons.errors import DataError
 
 PLAYERS = ("g", "fi", "fe")

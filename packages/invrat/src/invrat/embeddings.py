@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rationale_commons.errors import DataError
 
 from invrat.config import InvRatConfig
 from invrat.vocab import PAD_ID, Vocab
+from rationale_commons.errors import DataError
 
 
 def _fill(vocab: Vocab, dim: int, lookup: dict[str, np.ndarray], seed: int) -> tuple[torch.Tensor, int]:

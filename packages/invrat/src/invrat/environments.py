@@ -27,10 +27,10 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from rationale_commons.errors import DataError
-from rationale_commons.records import Example
 
 from invrat.config import InvRatConfig
+from rationale_commons.errors import DataError
+from rationale_commons.records import Example
 
 
 def resolve_policy(examples: Sequence[Example], config: InvRatConfig) -> str:

@@ -28,14 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rationale_commons.errors import DataError
-from rationale_commons.records import Example, Splits
-from rationale_commons.runtime import (
-    autocast_dtype,
-    choose_device,
-    seed_everything,
-    write_json_atomic,
-)
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -51,6 +43,14 @@ from invrat.environments import (
 from invrat.losses import generator_objective
 from invrat.model import Generator, Predictor, make_embedding, predictor_input_mask, select
 from invrat.vocab import Batch, Encoded, Vocab, collate, encode
+from rationale_commons.errors import DataError
+from rationale_commons.records import Example, Splits
+from rationale_commons.runtime import (
+    autocast_dtype,
+    choose_device,
+    seed_everything,
+    write_json_atomic,
+)
 
 RUN_FILES = ("config.json", "vocab.json", "labels.json", "model.safetensors")
 

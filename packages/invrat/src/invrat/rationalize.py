@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from rationale_commons.eraser_io import examples_to_annotations
-from rationale_commons.errors import DataError
-from rationale_commons.records import Annotation, Example
-from rationale_commons.runtime import choose_device
-from rationale_commons.spans import mask_to_spans
 from safetensors.torch import load_file
 
 from invrat.config import InvRatConfig
 from invrat.game import RUN_FILES, _autocast, build_players, length_sorted_batches
 from invrat.model import predictor_input_mask, select, top_fraction
 from invrat.vocab import Vocab, collate, encode
+from rationale_commons.eraser_io import examples_to_annotations
+from rationale_commons.errors import DataError
+from rationale_commons.records import Annotation, Example
+from rationale_commons.runtime import choose_device
+from rationale_commons.spans import mask_to_spans
 
 
 @dataclass

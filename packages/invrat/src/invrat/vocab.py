@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from rationale_commons.records import Example
 from rationale_commons.runtime import write_json_atomic
 

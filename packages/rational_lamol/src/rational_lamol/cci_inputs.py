@@ -19,11 +19,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from rationale_commons.alignment import word_char_offsets, word_mask_to_token_mask
-from rationale_commons.records import Example
 
 from rational_lamol.cci import make_cci_batches
 from rational_lamol.tasks import ANS_TOKEN, EncodedQA, TaskData, encode_qa
+from rationale_commons.alignment import word_char_offsets, word_mask_to_token_mask
+from rationale_commons.records import Example
 
 
 @dataclass

@@ -13,6 +13,7 @@ from enum import Enum
 from pathlib import Path
 
 import typer
+
 from rationale_commons.errors import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="LAMOL / Rational LAMOL lifelong learning.")

@@ -12,11 +12,12 @@ gamma 0.2, top-k 20, greedy decoding at test time.
 from __future__ import annotations
 
 import itertools
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from rationale_commons.errors import DataError
 from rationale_commons.loaders import ColumnMapping
 

@@ -26,10 +26,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rationale_commons.errors import DataError
-
 from rational_lamol.config import TrainingConfig
 from rational_lamol.trainer import TrainingCallback, train_task
+from rationale_commons.errors import DataError
 
 if TYPE_CHECKING:
     from rational_lamol.pipeline import TaskContext

@@ -12,10 +12,9 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rationale_commons.errors import DataError
-
 from rational_lamol.config import ModelConfig
 from rational_lamol.tasks import PAD_TOKEN, special_token_strings
+from rationale_commons.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rationale_commons.errors import DataError
-from rationale_commons.runtime import seed_everything, write_json_atomic
 
 from rational_lamol.config import ExperimentConfig, TrainingConfig
 from rational_lamol.evaluate import evaluate_task
@@ -56,6 +54,8 @@ from rational_lamol.tasks import (
     special_token_strings,
 )
 from rational_lamol.trainer import TrainStats, get_accelerator
+from rationale_commons.errors import DataError
+from rationale_commons.runtime import seed_everything, write_json_atomic
 
 log = logging.getLogger("rational_lamol")
 
@@ -288,7 +288,7 @@ class Session:
         records = []
         for order in self.config.resolved_orders():
             for seed in self.config.seeds:
-                for name, method in self.methods.items():
+                for method in self.methods.values():
                     records.append(self.run_one(method, seed, order))
                     if self.accelerator.is_main_process:
                         write_results(self.out_dir, records, self.config)

@@ -37,10 +37,6 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rationale_commons.errors import DataError
-from rationale_commons.records import Example
-from rationale_commons.runtime import write_json_atomic
-
 from rational_lamol.cci import ROW_FILTERS, CCIResult, identify_critical_components
 from rational_lamol.cci_inputs import cci_batches, cci_items
 from rational_lamol.freezing import Freezer, FreezeSpec
@@ -53,6 +49,9 @@ from rational_lamol.rationale_sources import (
     source_kind,
 )
 from rational_lamol.trainer import TrainingCallback
+from rationale_commons.errors import DataError
+from rationale_commons.records import Example
+from rationale_commons.runtime import write_json_atomic
 
 if TYPE_CHECKING:
     from rational_lamol.pipeline import Session, TaskContext

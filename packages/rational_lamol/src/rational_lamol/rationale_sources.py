@@ -24,13 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rational_lamol.tasks import TaskData
 from rationale_commons.errors import DataError
 from rationale_commons.metrics.eraser import token_prf
 from rationale_commons.records import Annotation, Example
 from rationale_commons.runtime import write_json_atomic, write_jsonl_atomic
 from rationale_commons.spans import mask_to_spans
-
-from rational_lamol.tasks import TaskData
 
 log = logging.getLogger("rational_lamol")
 

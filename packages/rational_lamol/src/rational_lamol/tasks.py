@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rational_lamol.config import RATIONALE_KEYWORDS, SYNTHETIC_PREFIX, ExperimentConfig, TaskConfig
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example, Splits
-
-from rational_lamol.config import RATIONALE_KEYWORDS, SYNTHETIC_PREFIX, ExperimentConfig, TaskConfig
 
 ANS_TOKEN = "__ans__"
 PAD_TOKEN = "__pad__"

@@ -75,6 +75,7 @@ def linear_schedule(step: int, total: int, warmup: int) -> float:
 def get_accelerator(config: TrainingConfig):
     """One Accelerator per process, set up from the config's device and precision."""
     from accelerate import Accelerator
+
     from rationale_commons.runtime import autocast_dtype, choose_device
 
     device = choose_device(config.device)
