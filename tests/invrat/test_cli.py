@@ -110,6 +110,17 @@ def test_train_rationalize_evaluate_show(tiny: dict[str, Path]) -> None:
     assert to_annotations(test, rats)[0].annotation_id == test[0].id
 
 
+def test_top_alpha_selection_is_what_model_selection_judges(tmp_path: Path) -> None:
+    """With selection = top_alpha, dev metrics (and so the kept model) read the top-alpha rationale."""
+    splits = make_task("sentiment", seed=2, n_train=24, n_val=8, n_test=4, doc_words=(10, 10))
+    config = InvRatConfig(hidden_dim=8, embedding_dim=8, epochs=2, restarts=1, alpha=0.2, selection="top_alpha",
+                          progress=False, num_threads=1, device="cpu")
+    run_dir = train_invrat(splits, config, tmp_path / "run")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert all(m["dev_selection_rate"] == pytest.approx(0.2) for m in metrics)  # ceil(0.2 * 10) of 10 words
+    assert all(sum(r.mask) == 2 for r in rationalize(run_dir, splits.test))
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     splits = make_task("sentiment", seed=1, n_train=32, n_val=8, n_test=4, doc_words=(8, 12), polluted=True)
     cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=3, warmup_epochs=1, restarts=2, batch_size=16,
