@@ -6,8 +6,11 @@ JSON puts the ERASER paper's Table 3 rows beside it (Lei et al. 2016 on the same
 
     python benchmarks/bench_invrat_eraser.py [--data ../shared/data/eraser/movies]
         [--config benchmarks/invrat_movies.toml] [--out runs/invrat-movies] [--resume]
+        [--annotations]
 
-Writes benchmarks/results/bench_invrat_<task>.json.
+Writes benchmarks/results/bench_invrat_<task>.json; with --annotations also the generated
+rationales of every split as ERASER annotation files (<out>/annotations_<split>.jsonl), the input
+of Rational LAMOL (a task's ``rationales = "<file>"``, or ``rational-lamol cci --rationales``).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from invrat import Rationalizer, load_config, to_results, train_invrat
-from rationale_commons.eraser_io import examples_to_annotations
+from invrat import Rationalizer, load_config, to_annotations, to_results, train_invrat
+from rationale_commons.eraser_io import examples_to_annotations, write_annotations
 from rationale_commons.loaders import load_data
 from rationale_commons.metrics.eraser import score_results, summary
 from rationale_commons.runtime import write_json_atomic
@@ -43,6 +46,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/invrat-movies"))
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--annotations", action="store_true", help="write every split's rationales as ERASER annotations")
     args = parser.parse_args()
 
     config = load_config(args.config, progress=False)
@@ -57,6 +61,13 @@ def main() -> None:
     rationales = Rationalizer(run_dir)(splits.test)
     rationalize_seconds = time.perf_counter() - start
     scores = summary(score_results(to_results(rationales), examples_to_annotations(splits.test)))
+    written = {}
+    if args.annotations:
+        rationalizer = Rationalizer(run_dir)
+        for split in ("train", "val", "test"):
+            path = Path(run_dir) / f"annotations_{split}.jsonl"
+            write_annotations(path, to_annotations(splits[split], rationalizer(splits[split])))
+            written[split] = str(path)
     result = {
         "benchmark": f"invrat on ERASER {task}, trained from labels only",
         "command": f"python benchmarks/bench_invrat_eraser.py --data {args.data} --config {args.config}",
@@ -65,6 +76,7 @@ def main() -> None:
         "n_test": len(splits.test),
         "train_seconds": round(train_seconds, 1),
         "rationalize_seconds": round(rationalize_seconds, 1),
+        "annotation_files": written or None,
         "reference": ERASER_TABLE3_MOVIES if task == "movies" else None,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
     }
