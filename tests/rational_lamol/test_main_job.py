@@ -105,6 +105,9 @@ def test_run_bad_overrides_fail_fast(tmp_path):
     config.write_text(TINY)
     res = runner.invoke(app, ["run", "--config", str(config), "--out", str(tmp_path / "a"), "--seeds", "0,x"])
     assert res.exit_code != 0 and "error: " in res.output and "--seeds" in res.output
+    res = runner.invoke(app, ["run", "--config", str(config), "--out", str(tmp_path / "m"), "--methods", "lamol,bogus"])
+    assert res.exit_code == 2 and "unknown method 'bogus'" in res.output
+    assert not (tmp_path / "m" / "results.json").exists()
     res = runner.invoke(app, ["run", "--config", str(config), "--out", str(tmp_path / "b"),
                               "--model", str(tmp_path / "missing.gguf")])
     assert res.exit_code != 0 and "error: " in res.output
