@@ -29,3 +29,10 @@ class DataError(ValueError):
             where = self.path if line is None else f"{self.path}:{line}"
         prefix = ": ".join(p for p in (where, field) if p)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+def first_line(exc: BaseException) -> str:
+    """An error as one line: its first non-blank line (validation errors of nested libraries span
+    several), or its type name when it says nothing."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

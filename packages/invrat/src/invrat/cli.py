@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from rationale_commons.errors import DataError
+from rationale_commons.errors import DataError, first_line
 from rationale_commons.loaders import ColumnMapping
 
 app = typer.Typer(
@@ -39,8 +39,7 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (DataError, ValidationError) as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            typer.echo(f"invrat: error: {message}", err=True)
+            typer.echo(f"invrat: error: {first_line(exc)}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("invrat: interrupted (a killed train continues with --resume)", err=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from rationale_commons.errors import DataError
+from rationale_commons.errors import DataError, first_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="LAMOL / Rational LAMOL lifelong learning.")
 
@@ -71,7 +71,7 @@ def run(
         t0 = time.perf_counter()
         results = run_experiment(cfg, out_dir, resume=resume)
     except DataError as exc:
-        typer.echo(f"error: {_one_line(exc)}", err=True)
+        typer.echo(f"error: {first_line(exc)}", err=True)
         raise typer.Exit(2) from None
     from accelerate import PartialState
 
@@ -79,12 +79,6 @@ def run(
         typer.echo(format_table(results["runs"]))
         typer.echo(f"\n{len(results['runs'])} run(s) in {time.perf_counter() - t0:.0f}s; results: {out_dir / 'results.json'}")
         _print_comparison_and_report([out_dir], out_dir / "report.html")
-
-
-def _one_line(exc: Exception) -> str:
-    """The error as one line (validation errors of nested libraries can span several)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def _override(cfg, *, model: str | None, seeds: str | None, methods: str | None = None):
@@ -133,7 +127,7 @@ def report(
         target = out or (run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html"))
         _print_comparison_and_report(list(run_dirs), target)
     except DataError as exc:
-        typer.echo(f"error: {_one_line(exc)}", err=True)
+        typer.echo(f"error: {first_line(exc)}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -162,7 +156,7 @@ def cci(
         result = run_cci(old=old, new=new, data=data, rationales=rationales, split=split, level=level.value,
                          top_k=top_k, n=n, beta=beta, question=question, max_length=max_length)
     except DataError as exc:
-        typer.echo(f"error: {_one_line(exc)}", err=True)
+        typer.echo(f"error: {first_line(exc)}", err=True)
         raise typer.Exit(2) from None
     chosen = result["chosen"]
     what = ", ".join(f"block {c}" if level == _Level.block else f"block {c[0]} head {c[1]}" for c in chosen)

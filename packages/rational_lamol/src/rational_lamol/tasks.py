@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rational_lamol.config import RATIONALE_KEYWORDS, SYNTHETIC_PREFIX, ExperimentConfig, TaskConfig
-from rationale_commons.errors import DataError
+from rationale_commons.errors import DataError, first_line
 from rationale_commons.records import Example, Splits
 
 ANS_TOKEN = "__ans__"
@@ -233,10 +233,6 @@ class TaskData:
         out.extend(" ".join(ex.words) + (f" {ex.query}" if ex.query else "") for ex in self.splits.test)
         return out
 
-def _one_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _cap(examples: list[Example], cap: int | None, seed: int) -> list[Example]:
     """At most ``cap`` examples: a seeded random subset kept in the data's order.
 
@@ -259,7 +255,7 @@ def load_task(task: TaskConfig, *, data_seed: int = 0) -> TaskData:
         try:
             splits = synthetic.make_task(kind, seed=data_seed, **sizes, **(task.synthetic or {}))
         except (KeyError, ValueError, TypeError) as exc:
-            raise DataError(f"task {task.name!r}: unknown synthetic task or option in {kind!r} ({_one_line(exc)})") from None
+            raise DataError(f"task {task.name!r}: unknown synthetic task or option in {kind!r} ({first_line(exc)})") from None
     else:
         from rationale_commons.loaders import ColumnMapping, load_data
 
