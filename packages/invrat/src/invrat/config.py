@@ -13,13 +13,15 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rationale_commons.errors import DataError
 
 PLAYERS = ("g", "fi", "fe")
+Selection = Literal["threshold", "top_alpha"]
+SELECTIONS: tuple[str, ...] = get_args(Selection)
 
 
 class InvRatConfig(BaseModel):
@@ -122,7 +124,7 @@ class InvRatConfig(BaseModel):
             "Among those, the best dev accuracy of f_i wins. Not in the reference (which used dev accuracy alone)."
         ),
     )
-    selection: Literal["threshold", "top_alpha"] = Field(
+    selection: Selection = Field(
         "threshold",
         description=(
             "How rationalize turns generator logits into a hard rationale. threshold: sigmoid > 0.5 (Lei et al.; "

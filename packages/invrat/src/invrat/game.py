@@ -41,7 +41,14 @@ from invrat.environments import (
     split_by_correctness,
 )
 from invrat.losses import generator_objective
-from invrat.model import Generator, Predictor, make_embedding, predictor_input_mask, select, top_fraction
+from invrat.model import (
+    Generator,
+    Predictor,
+    inference_rationale,
+    make_embedding,
+    predictor_input_mask,
+    select,
+)
 from invrat.vocab import Batch, Encoded, Vocab, collate, encode
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example, Splits
@@ -130,9 +137,7 @@ def evaluate_players(
         b = data.batch(idx).to(device)
         with _autocast(device, config.precision):
             logits = players["g"](b.ids, b.lengths)
-            z, _ = select(logits.float(), b.doc_mask, train=False, gumbel=False, temperature=1.0)
-            if config.selection == "top_alpha":  # judge the model by the rationale rationalize will write
-                z = top_fraction(logits.float(), b.doc_mask, config.alpha)
+            z, _ = inference_rationale(logits.float(), b.doc_mask, selection=config.selection, alpha=config.alpha)
             out = players["fi"](b.ids, b.lengths, predictor_input_mask(z, b.doc_mask, b.real_mask), b.real_mask)
         correct += int((out.argmax(-1) == b.labels).sum())
         selected += float(z.sum())

@@ -140,6 +140,21 @@ def top_fraction(logits: torch.Tensor, doc_mask: torch.Tensor, fraction: float) 
     return ((ranks < k.unsqueeze(1)) & (doc_mask > 0)).to(logits.dtype)
 
 
+def inference_rationale(
+    logits: torch.Tensor, doc_mask: torch.Tensor, *, selection: str, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hard rationale at inference (no noise) and the selection probabilities.
+
+    ``selection``: ``threshold`` (sigmoid > 0.5, the generator's own decision) or ``top_alpha``
+    (the ``ceil(alpha * n)`` highest logits of each document, never empty). Dev evaluation and
+    ``rationalize`` both read the rationale from here, so the model is selected on what is written.
+    """
+    z, probs = select(logits, doc_mask, train=False, gumbel=False, temperature=1.0)
+    if selection == "top_alpha":
+        z = top_fraction(logits, doc_mask, alpha)
+    return z, probs
+
+
 def predictor_input_mask(z: torch.Tensor, doc_mask: torch.Tensor, real_mask: torch.Tensor) -> torch.Tensor:
     """What the predictors see: the selected document tokens, plus the separator and query (always)."""
     return z + (real_mask - doc_mask)

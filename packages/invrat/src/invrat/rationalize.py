@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from invrat.config import InvRatConfig
+from invrat.config import SELECTIONS, InvRatConfig
 from invrat.game import RUN_FILES, _autocast, build_players, length_sorted_batches
-from invrat.model import predictor_input_mask, select, top_fraction
+from invrat.model import inference_rationale, predictor_input_mask
 from invrat.vocab import Vocab, collate, encode
 from rationale_commons.eraser_io import examples_to_annotations
 from rationale_commons.errors import DataError
@@ -58,8 +58,8 @@ class Rationalizer:
         except (ValueError, KeyError, OSError) as exc:
             raise DataError(f"unreadable run dir: {exc}".splitlines()[0], path=run_dir) from None
         if selection is not None:
-            if selection not in ("threshold", "top_alpha"):
-                raise DataError(f"selection must be 'threshold' or 'top_alpha', got {selection!r}")
+            if selection not in SELECTIONS:
+                raise DataError(f"selection must be one of {', '.join(map(repr, SELECTIONS))}, got {selection!r}")
             self.config = self.config.model_copy(update={"selection": selection})
         n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - state["fe.embedding.weight"].shape[1]
         dim = state["g.embedding.weight"].shape[1]
@@ -78,9 +78,7 @@ class Rationalizer:
             b = collate([encoded[i] for i in idx]).to(self.device)
             with _autocast(self.device, cfg.precision):
                 logits = self.players["g"](b.ids, b.lengths).float()
-                z, probs = select(logits, b.doc_mask, train=False, gumbel=False, temperature=1.0)
-                if cfg.selection == "top_alpha":
-                    z = top_fraction(logits, b.doc_mask, cfg.alpha)
+                z, probs = inference_rationale(logits, b.doc_mask, selection=cfg.selection, alpha=cfg.alpha)
                 zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
                 label_probs = self.players["fi"](b.ids, b.lengths, zin, b.real_mask).float().softmax(-1)
             z, probs, label_probs = z.cpu(), probs.cpu(), label_probs.cpu()
