@@ -58,15 +58,17 @@ def main() -> None:
     run_dir = train_invrat(splits, config, args.out, resume=args.resume)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    rationales = Rationalizer(run_dir)(splits.test)
+    rationalizer = Rationalizer(run_dir)
+    rationales = {"test": rationalizer(splits.test)}
     rationalize_seconds = time.perf_counter() - start
-    scores = summary(score_results(to_results(rationales), examples_to_annotations(splits.test)))
+    scores = summary(score_results(to_results(rationales["test"]), examples_to_annotations(splits.test)))
     written = {}
     if args.annotations:
-        rationalizer = Rationalizer(run_dir)
-        for split in ("train", "val", "test"):
+        for split in ("train", "val", "test"):  # the test rationales are the ones just scored
+            if split not in rationales:
+                rationales[split] = rationalizer(splits[split])
             path = Path(run_dir) / f"annotations_{split}.jsonl"
-            write_annotations(path, to_annotations(splits[split], rationalizer(splits[split])))
+            write_annotations(path, to_annotations(splits[split], rationales[split]))
             written[split] = str(path)
     result = {
         "benchmark": f"invrat on ERASER {task}, trained from labels only",
