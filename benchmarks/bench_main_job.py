@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -40,14 +41,13 @@ def main() -> None:
         commands.append(cmd + (["--config", args.config] if args.config else []) + (["--resume"] if args.resume else []))
     env = dict(os.environ, **({"OMP_NUM_THREADS": "1"} if args.jobs > 1 else {}))
     start = time.perf_counter()
-    running: list[subprocess.Popen] = []
-    failed = 0
-    for cmd in commands:
-        while len(running) >= args.jobs:
-            failed += running.pop(0).wait() != 0
-        running.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    if failed + sum(p.wait() != 0 for p in running):
-        sys.exit("a seed's run failed; see its run.log")
+
+    def run_seed(cmd: list[str]) -> int:
+        return subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # a freed slot takes the next seed
+        if any(pool.map(run_seed, commands)):
+            sys.exit("a seed's run failed; see its run.log")
     wall = time.perf_counter() - start
 
     from rational_lamol.report import load_runs, summarize
