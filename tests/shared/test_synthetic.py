@@ -151,6 +151,27 @@ def test_pair_not_solvable_from_document_alone() -> None:
     assert all(_pair_oracle(ex) == ex.label for ex in splits.test)
 
 
+@pytest.mark.parametrize("statements", [1, 3])
+def test_pair_colour_question_answers_with_the_queried_objects_colour(statements: int) -> None:
+    splits = make_task("pair", n_train=400, pair_statements=statements, pair_question="colour", polluted=True)
+    colours = ("red", "blue", "green", "yellow")
+    assert Counter(ex.label for ex in splits.train) == {c: 100 for c in colours}
+    for ex in splits.train + splits.test:
+        assert ex.query is not None and ex.query.startswith("what colour is the ")
+        obj = ex.query.split()[4]
+        at = ex.words.index(obj)
+        assert ex.words[at - 1 : at + 3] == ["the", obj, "is", ex.label]
+        # the rationale is exactly the queried statement
+        assert [i for i, r in enumerate(ex.rationale) if r] == list(range(at - 1, at + 3))
+    # the match question is unchanged by the new option (same data as before it existed)
+    assert make_task("pair", n_train=5).train == make_task("pair", n_train=5, pair_question="match").train
+
+
+def test_pair_question_must_be_known() -> None:
+    with pytest.raises(DataError, match="pair_question"):
+        make_task("pair", pair_question="why")
+
+
 @pytest.mark.parametrize("name", SUITE_TASKS)
 def test_pollution_rates_per_env_and_reversed_at_test(name: str) -> None:
     splits = make_task(name, n_train=1200, n_val=600, n_test=1200, polluted=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 
 class DataError(ValueError):
     """Bad input data or configuration.
@@ -36,3 +38,16 @@ def first_line(exc: BaseException) -> str:
     several), or its type name when it says nothing."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def validation_message(exc: ValidationError, *, unknown_key_hint: str = "check the spelling") -> str:
+    """A pydantic validation error as one line: ``field: problem; field: problem``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problem = f"unknown key ({unknown_key_hint})"
+        else:  # a validator's own message, without pydantic's "Value error, " prefix
+            problem = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {problem}" if loc else problem)
+    return "; ".join(parts)

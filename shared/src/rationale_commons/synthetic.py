@@ -13,7 +13,11 @@ interferes (the LAMOL demo shows forgetting):
   ``the <object> is <colour>`` about distinct objects; the query asks
   ``is the <object> <colour> ?`` about one of them. The rationale is the statement
   about the queried object. The document is drawn independently of the label, so the
-  label cannot be read from the document alone.
+  label cannot be read from the document alone. With ``pair_question="colour"`` the
+  query asks ``what colour is the <object> ?`` and the answer is that colour
+  ("red" / "blue" / "green" / "yellow"): a lookup rather than a comparison, which tiny
+  language models learn in minutes (they do not learn the yes/no comparison on a CPU
+  budget); with several statements the query still decides which colour is the answer.
 
 Filler words are pseudo-words (consonant-vowel syllables, e.g. "kamo") that never
 coincide with a planted word; the planted vocabularies of different tasks are disjoint.
@@ -38,12 +42,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rationale_commons.errors import DataError
+from rationale_commons.errors import DataError, validation_message
 from rationale_commons.records import Example, Splits
 
 __all__ = [
@@ -122,7 +126,7 @@ _CLASS_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
 # The pair task's statement vocabulary.
 _PAIR_OBJECTS: tuple[str, ...] = ("box", "ball", "cup", "hat", "car", "lamp")
 _PAIR_COLOURS: tuple[str, ...] = ("red", "blue", "green", "yellow")
-_PAIR_GLUE: tuple[str, ...] = ("the", "is", "?")
+_PAIR_GLUE: tuple[str, ...] = ("the", "is", "?", "what", "colour")
 
 PLANTED_WORDS: dict[str, frozenset[str]] = {
     "sentiment": frozenset(w for ws in _CLASS_WORDS["sentiment"].values() for w in ws),
@@ -137,7 +141,7 @@ def _filler_vocabulary(size: int = 300) -> tuple[str, ...]:
     consonants, vowels = "bdfgklmnprstvz", "aeiou"
     syllables = [c + v for c in consonants for v in vowels]  # 70 syllables
     planted = set().union(*PLANTED_WORDS.values()) | {SPURIOUS_TOKEN}
-    answers = tuple(label for labels in TASK_LABELS.values() for label in labels)
+    answers = (*(label for labels in TASK_LABELS.values() for label in labels), *_PAIR_COLOURS)
     words: list[str] = []
     # Walk the 70 x 70 grid with a stride coprime to 4900 so the words are varied.
     for k in range(len(syllables) ** 2):
@@ -178,6 +182,11 @@ class SyntheticTaskSpec(BaseModel):
     pair_statements: int = Field(
         default=2, ge=1, le=len(_PAIR_OBJECTS), description="Statements per pair document."
     )
+    pair_question: Literal["match", "colour"] = Field(
+        default="match",
+        description="Pair task: 'match' asks 'is the <object> <colour> ?' (yes / no); 'colour' asks "
+        "'what colour is the <object> ?' (the answer is the colour).",
+    )
     train_rates: tuple[float, float] = Field(
         default=(0.9, 0.7),
         description="P(spurious token | first label) in env0 and env1; other labels get 1 - p.",
@@ -216,6 +225,8 @@ class SyntheticTaskSpec(BaseModel):
 
     @property
     def labels(self) -> tuple[str, ...]:
+        if self.name == "pair" and self.pair_question == "colour":
+            return _PAIR_COLOURS
         return TASK_LABELS[self.name]
 
 
@@ -275,6 +286,10 @@ def _pair_example(
         rationale += [1 if s == queried else 0] * 4
     words += filler[used:]
     rationale += [0] * (n_filler - used)
+    if spec.pair_question == "colour":
+        # the label is the queried statement's colour (the other statements keep theirs)
+        words[words.index(objects[queried]) + 2] = label
+        return words, rationale, f"what colour is the {objects[queried]} ?"
     if label == "yes":
         asked = colours[queried]
     else:
@@ -358,37 +373,21 @@ def generate(spec: SyntheticTaskSpec) -> Splits:
     )
 
 
-def make_task(
-    name: str,
-    *,
-    seed: int = 0,
-    n_train: int = 300,
-    n_val: int = 60,
-    n_test: int = 100,
-    polluted: bool = False,
-    doc_words: tuple[int, int] = (20, 60),
-    pair_statements: int = 2,
-) -> Splits:
+def make_task(name: str, **options: Any) -> Splits:
     """One synthetic task (see the module docstring); ``Splits.name`` is the task name.
 
-    ``pair_statements`` (pair task only): statements per document; 1 makes the task a plain
-    comparison of the query's colour with the document's, easier for tiny models.
+    ``options`` are :class:`SyntheticTaskSpec` fields: ``seed``, ``n_train`` / ``n_val`` /
+    ``n_test``, ``polluted``, ``doc_words``, ``planted_per_doc``, ``pair_statements`` (1 makes
+    the pair task a plain comparison of the query's colour with the document's),
+    ``pair_question`` (``"colour"`` asks for the queried object's colour instead of a yes/no
+    comparison: a lookup tiny models learn), ``train_rates``, ``test_rate``.
 
-    Raises :class:`DataError` for an unknown name or inconsistent sizes.
+    Raises :class:`DataError` for an unknown name or option, or inconsistent sizes.
     """
     try:
-        spec = SyntheticTaskSpec(
-            name=name,
-            seed=seed,
-            n_train=n_train,
-            n_val=n_val,
-            n_test=n_test,
-            polluted=polluted,
-            doc_words=doc_words,
-            pair_statements=pair_statements,
-        )
-    except ValueError as err:
-        raise DataError(str(err), field=f"synthetic:{name}") from err
+        spec = SyntheticTaskSpec(name=name, **options)
+    except ValidationError as err:
+        raise DataError(validation_message(err), field=f"synthetic:{name}") from None
     return generate(spec)
 
 
@@ -398,8 +397,8 @@ def make_suite(
     names: Sequence[str] = SUITE_TASKS,
     **sizes: Any,
 ) -> dict[str, Splits]:
-    """Several tasks in the given order; ``sizes`` are passed to :func:`make_task`
-    (``n_train``, ``n_val``, ``n_test``, ``polluted``, ``doc_words``, ``pair_statements``)."""
+    """Several tasks in the given order; ``sizes`` (any :func:`make_task` option but ``seed``)
+    are passed to :func:`make_task`."""
     if isinstance(names, str):
         names = (names,)
     if len(set(names)) != len(names):

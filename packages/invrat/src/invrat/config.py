@@ -17,7 +17,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rationale_commons.errors import DataError
+from rationale_commons.errors import DataError, validation_message
 
 PLAYERS = ("g", "fi", "fe")
 Selection = Literal["threshold", "top_alpha"]
@@ -184,6 +184,4 @@ def load_config(path: str | Path | None, **overrides: object) -> InvRatConfig:
     try:
         return InvRatConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        raise DataError(first["msg"], path=path, field=field) from None
+        raise DataError(validation_message(exc), path=path) from None

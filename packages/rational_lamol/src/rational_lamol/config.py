@@ -18,11 +18,13 @@ from typing import Any, Literal
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rationale_commons.errors import DataError
+from rationale_commons.errors import DataError, validation_message
 from rationale_commons.loaders import ColumnMapping
 
 SYNTHETIC_PREFIX = "synthetic:"
 BUILTIN_CONFIGS = ("default", "paper", "paper_smoke")
+_UNKNOWN_KEY_HINT = "check the spelling; see docs/lamol.md for the keys"
+
 #: TaskConfig.rationales values that name a source rather than a file
 RATIONALE_KEYWORDS = ("human", "invrat")
 
@@ -169,7 +171,7 @@ class ExperimentConfig(_Strict):
                 try:
                     InvRatConfig.model_validate({**self.invrat, **task.invrat})
                 except ValidationError as exc:
-                    raise ValueError(f"tasks.{task.name}.invrat: {_format_validation_error(exc)}") from None
+                    raise ValueError(f"tasks.{task.name}.invrat: {validation_message(exc, unknown_key_hint=_UNKNOWN_KEY_HINT)}") from None
         return self
 
     @field_validator("methods")
@@ -202,23 +204,12 @@ class ExperimentConfig(_Strict):
         return next(t for t in self.tasks if t.name == name)
 
 
-def _format_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"{loc}: unknown key (check the spelling; see docs/lamol.md for the keys)")
-        else:
-            parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
 def parse_config(data: dict[str, Any], *, source: str | Path = "<config>") -> ExperimentConfig:
     """Validate a config mapping; every problem becomes one :class:`DataError` naming the field."""
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise DataError(_format_validation_error(exc), path=source) from None
+        raise DataError(validation_message(exc, unknown_key_hint=_UNKNOWN_KEY_HINT), path=source) from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
