@@ -22,6 +22,11 @@ interferes (the LAMOL demo shows forgetting):
 Filler words are pseudo-words (consonant-vowel syllables, e.g. "kamo") that never
 coincide with a planted word; the planted vocabularies of different tasks are disjoint.
 
+Label noise (``label_noise=p``): a share p of the examples (every split) have text written for
+another label than the recorded one, planted words and all; the rationale then explains at most
+1 - p of the labels, so a label-correlated spurious token adds information (as in the InvRat
+paper's beer reviews, where the rationale does not fix the rating).
+
 Pollution (InvRat §5 / ALGORITHMS.md §3, ``polluted=True``): a spurious token
 ``SPURIOUS_TOKEN`` is prepended to some documents with a rate that depends on the
 label and the environment. In train AND val (val has the train distribution, so
@@ -187,6 +192,13 @@ class SyntheticTaskSpec(BaseModel):
         description="Pair task: 'match' asks 'is the <object> <colour> ?' (yes / no); 'colour' asks "
         "'what colour is the <object> ?' (the answer is the colour).",
     )
+    label_noise: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of examples whose text is written for another label (the rationale alone then "
+        "predicts 1 - label_noise of the labels, so a spurious token carries extra information).",
+    )
     train_rates: tuple[float, float] = Field(
         default=(0.9, 0.7),
         description="P(spurious token | first label) in env0 and env1; other labels get 1 - p.",
@@ -325,10 +337,16 @@ def _make_split(spec: SyntheticTaskSpec, split: str, n: int) -> list[Example]:
     examples: list[dict[str, Any]] = []
     for i, label in enumerate(labels):
         query: str | None = None
+        # label noise: the text is written for another label than the one recorded (no draw at 0,
+        # so noise-free data is the same as before the option existed)
+        text_label = label
+        if spec.label_noise > 0 and rng.random() < spec.label_noise:
+            others = [lab for lab in spec.labels if lab != label]
+            text_label = others[int(rng.integers(0, len(others)))]
         if spec.name == "pair":
-            words, rationale, query = _pair_example(rng, spec, label)
+            words, rationale, query = _pair_example(rng, spec, text_label)
         else:
-            words, rationale = _single_input_doc(rng, spec, label)
+            words, rationale = _single_input_doc(rng, spec, text_label)
         examples.append(
             {
                 "id": f"{spec.name}-{split}-{i:05d}",
@@ -379,7 +397,7 @@ def make_task(name: str, **options: Any) -> Splits:
     ``options`` are :class:`SyntheticTaskSpec` fields: ``seed``, ``n_train`` / ``n_val`` /
     ``n_test``, ``polluted``, ``doc_words``, ``planted_per_doc``, ``pair_statements`` (1 makes
     the pair task a plain comparison of the query's colour with the document's),
-    ``pair_question`` (``"colour"`` asks for the queried object's colour instead of a yes/no
+    ``label_noise``, ``pair_question`` (``"colour"`` asks for the queried object's colour instead of a yes/no
     comparison: a lookup tiny models learn), ``train_rates``, ``test_rate``.
 
     Raises :class:`DataError` for an unknown name or option, or inconsistent sizes.
