@@ -167,6 +167,19 @@ def test_pair_colour_question_answers_with_the_queried_objects_colour(statements
     assert make_task("pair", n_train=5).train == make_task("pair", n_train=5, pair_question="match").train
 
 
+@pytest.mark.parametrize("name", ["sentiment", "topic"])
+def test_label_noise_writes_that_share_of_texts_for_another_label(name: str) -> None:
+    from rationale_commons.synthetic import _CLASS_WORDS
+
+    words_of = {w: lab for lab, words in _CLASS_WORDS[name].items() for w in words}
+    noisy = make_task(name, n_train=2000, label_noise=0.2)
+    disagree = [ex for ex in noisy.train if {words_of[w] for w in ex.words if w in words_of} != {ex.label}]
+    assert abs(len(disagree) / len(noisy.train) - 0.2) < 0.03
+    # the planted words of a noisy example are still its rationale
+    assert all(ex.rationale == [int(w in words_of) for w in ex.words] for ex in disagree)
+    assert make_task(name, n_train=40, label_noise=0.0) == make_task(name, n_train=40)
+
+
 def test_pair_question_must_be_known() -> None:
     with pytest.raises(DataError, match="pair_question"):
         make_task("pair", pair_question="why")
