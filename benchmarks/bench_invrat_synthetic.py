@@ -61,7 +61,7 @@ def run_one(task: str, env_player: bool, args: argparse.Namespace, folder: Path)
                        **data_options)
     cfg = InvRatConfig(**{**BASE, **invrat_overrides, "use_env_player": env_player, "epochs": args.epochs,
                           "restarts": args.restarts, "seed": args.seed, "selection": args.selection,
-                          "lambda_diff": args.lambda_diff})
+                          **dict(args.set)})
     start = time.perf_counter()
     run_dir = train_invrat(splits, cfg, folder / f"{task}_{'invrat' if env_player else 'rnp'}")
     seconds = time.perf_counter() - start
@@ -84,6 +84,17 @@ def run_one(task: str, env_player: bool, args: argparse.Namespace, folder: Path)
     }
 
 
+def _override(text: str) -> tuple[str, object]:
+    """``key=value`` with a JSON value (``2``, ``true``, ``"x"``), else the raw string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["sentiment", "topic", "pair"])
@@ -96,7 +107,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="matched")
-    parser.add_argument("--lambda-diff", type=float, default=10.0, help="weight of the invariance penalty (InvRat)")
+    parser.add_argument("--set", type=_override, action="append", default=[], metavar="KEY=VALUE",
+                        help="an InvRatConfig field for every run, e.g. --set lambda_diff=2 (repeatable)")
     parser.add_argument("--selection", choices=["threshold", "top_alpha"], default="threshold",
                         help="how the trained generator's scores become the test rationale")
     parser.add_argument("--out", type=Path, default=None,
