@@ -16,6 +16,7 @@ of Rational LAMOL (a task's ``rationales = "<file>"``, or ``rational-lamol cci -
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -44,12 +45,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED_DATA / "eraser" / "movies")
     parser.add_argument("--config", type=Path, default=HERE / "invrat_movies.toml")
     parser.add_argument("--out", type=Path, default=Path("runs/invrat-movies"))
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed run; with a larger --epochs, train a finished run on")
+    parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--annotations", action="store_true", help="write every split's rationales as ERASER annotations")
     args = parser.parse_args()
 
-    config = load_config(args.config, progress=False)
+    config = load_config(args.config, progress=False, epochs=args.epochs)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     splits = load_data(str(args.data))
@@ -72,11 +75,13 @@ def main() -> None:
             written[split] = str(path)
     result = {
         "benchmark": f"invrat on ERASER {task}, trained from labels only",
-        "command": f"python benchmarks/bench_invrat_eraser.py --data {args.data} --config {args.config}",
+        "command": f"python benchmarks/bench_invrat_eraser.py --data {args.data} --config {args.config}"
+        + (f" --epochs {args.epochs}" if args.epochs else "") + (" --resume" if args.resume else ""),
         "config": config.model_dump(mode="json"),
         "test": scores,
         "n_test": len(splits.test),
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(train_seconds, 1),  # this invocation
+        "train_seconds_all_epochs": round(sum(m["seconds"] for m in json.loads((Path(run_dir) / "metrics.json").read_text())), 1),
         "rationalize_seconds": round(rationalize_seconds, 1),
         "annotation_files": written or None,
         "reference": ERASER_TABLE3_MOVIES if task == "movies" else None,

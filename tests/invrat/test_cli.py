@@ -13,6 +13,7 @@ import invrat.game as game
 from invrat import InvRatConfig, rationalize, to_annotations, train_invrat
 from invrat.cli import app
 from rationale_commons.eraser_io import write_eraser
+from rationale_commons.errors import DataError
 from rationale_commons.synthetic import make_task
 
 TINY = """
@@ -188,3 +189,20 @@ def test_bad_inputs_are_one_line_errors(tiny: dict[str, Path]) -> None:
     (bad / "r6" / "something").write_text("x", encoding="utf-8")
     assert "--resume" in one_line_error("train", tiny["data"], "--out", bad / "r6", "--config", config)
     assert "not an invrat run dir" in one_line_error("train", tiny["data"], "--out", bad / "r6", "--config", config, "--resume")
+
+
+def test_resume_with_more_epochs_trains_a_finished_run_on(tiny: dict[str, Path]) -> None:
+    splits = make_task("sentiment", seed=1, n_train=32, n_val=8, n_test=4, doc_words=(8, 12), polluted=True)
+    cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=3, warmup_epochs=1, restarts=1, batch_size=16,
+                       progress=False, num_threads=1)
+    full = train_invrat(splits, cfg, tiny["root"] / "grow-full")
+    short = train_invrat(splits, cfg.model_copy(update={"epochs": 2}), tiny["root"] / "grow-short")
+    assert train_invrat(splits, cfg.model_copy(update={"epochs": 2}), short, resume=True) == short  # finished: as is
+    longer = train_invrat(splits, cfg, short, resume=True)
+    key = lambda ms: [(m["epoch"], m["dev_acc"], round(m["dev_selection_rate"], 6)) for m in ms]  # noqa: E731
+    assert key(json.loads((longer / "metrics.json").read_text())) == key(json.loads((full / "metrics.json").read_text()))
+    assert json.loads((longer / "config.json").read_text())["epochs"] == 3 and (longer / "DONE").is_file()
+    # several restarts: the earlier ones would not get the new epochs, so it is refused
+    multi = train_invrat(splits, cfg.model_copy(update={"restarts": 2, "epochs": 2}), tiny["root"] / "grow-multi")
+    with pytest.raises(DataError, match="epochs"):
+        train_invrat(splits, cfg.model_copy(update={"restarts": 2}), multi, resume=True)

@@ -103,7 +103,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run dir to create (or continue with --resume).")],
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of InvRatConfig fields.")] = None,
     columns: ColumnMapping | None = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last finished epoch.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last finished epoch; with a larger --epochs, train a finished single-restart run on.")] = False,
     epochs: Annotated[int | None, typer.Option(help="Override config.epochs.")] = None,
     restarts: Annotated[int | None, typer.Option(help="Override config.restarts.")] = None,
     environments: Annotated[str | None, typer.Option(help="auto | column | single | rule | infer.")] = None,

@@ -309,6 +309,8 @@ def _check_run_dir(out_dir: Path, resume: bool, config: InvRatConfig) -> dict | 
     saved = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
     current = json.loads(config.model_dump_json())
     ignore = {"progress", "device", "num_threads", "eval_batch_size"}
+    if config.restarts == 1 and current["epochs"] >= saved.get("epochs", 0):
+        ignore.add("epochs")  # a single-restart run may be trained on for more epochs
     diff = sorted(k for k in current if k not in ignore and saved.get(k) != current[k])
     if diff:
         raise DataError(f"--resume with a different config (fields {diff}); use the run's own config.json", path=out_dir)
@@ -318,15 +320,24 @@ def _check_run_dir(out_dir: Path, resume: bool, config: InvRatConfig) -> dict | 
     return torch.load(ckpt, map_location="cpu", weights_only=False)
 
 
+def _asks_more_epochs(out_dir: Path, config: InvRatConfig) -> bool:
+    saved = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    return config.epochs > saved.get("epochs", config.epochs)
+
+
 def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, resume: bool = False) -> Path:
     """Train InvRat on ``splits`` (train; val for selection) and write the run dir. Returns it.
 
     ``resume=True`` continues a killed run from its last finished epoch (a
-    finished run returns at once).
+    finished run returns at once, unless ``config.epochs`` grew: a single-restart run then trains
+    on from its last epoch, and model selection goes on over the new epochs).
     """
     out_dir = Path(out_dir)
     if resume and (out_dir / "DONE").is_file():
-        return out_dir
+        if not _asks_more_epochs(out_dir, config):
+            return out_dir
+        _check_run_dir(out_dir, resume, config)  # the rest of the config must match before DONE goes
+        (out_dir / "DONE").unlink()
     train = list(splits.train)
     if not train:
         raise DataError("the training split is empty", field="train")
@@ -362,8 +373,9 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
             env_names = _fit_reference_envs(train_data, len(vocab), len(labels), config, device, init)
     env_idx, env_order = index_environments(env_names)
     train_data.envs = env_idx
+    # a resumed run keeps its config, but records more epochs when they were asked for
+    write_json_atomic(out_dir / "config.json", json.loads(config.model_dump_json()))
     if ckpt is None:
-        write_json_atomic(out_dir / "config.json", json.loads(config.model_dump_json()))
         vocab.save(out_dir / "vocab.json")
         write_json_atomic(out_dir / "labels.json", labels)
         write_json_atomic(
