@@ -48,6 +48,9 @@ def test_tiny_end_to_end_and_contract(tmp_path, tiny_config):
     assert lam["stages"][0].get("task1_shared_from")
     # lamol reports its pseudo-samples
     assert "pseudo" in lam["stages"][1] and sum(lam["stages"][1]["pseudo"]["requested"].values()) == 6
+    replayed = [json.loads(line) for line in (out / lam["dir"] / "2_topic" / "pseudo_samples.jsonl").read_text().splitlines()]
+    assert len(replayed) == sum(lam["stages"][1]["pseudo"]["kept"].values())
+    assert all("__ans__" in r["text"] for r in replayed)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ Run dir layout (a contract other tools read)::
         run.json           this run's entry of results.json
         <i>_<task>/model/  the model after stage i (save_pretrained, with its tokenizer)
         <i>_<task>/stage.json   scores, training and pseudo-sample statistics
+        <i>_<task>/pseudo_samples.jsonl   the replayed pseudo-samples ({"task", "text"}; replay methods)
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from rational_lamol.tasks import (
 )
 from rational_lamol.trainer import TrainStats, get_accelerator
 from rationale_commons.errors import DataError
-from rationale_commons.runtime import seed_everything, write_json_atomic
+from rationale_commons.runtime import seed_everything, write_json_atomic, write_jsonl_atomic
 
 log = logging.getLogger("rational_lamol")
 
@@ -140,6 +141,9 @@ class TaskContext:
             self._replay = seqs
             self.stats["pseudo"] = report.as_dict()
             self._log_pseudo(report)
+            if self.accelerator.is_main_process:  # what the model replayed, for inspection
+                rows = [{"task": q.task, "text": self.tokenizer.decode(q.qa_ids, skip_special_tokens=False)} for q in seqs]
+                write_jsonl_atomic(self.stage_dir / "pseudo_samples.jsonl", rows)
         return self._replay
 
     def with_model(self, model) -> TaskContext:
