@@ -60,8 +60,7 @@ def run_one(task: str, env_player: bool, args: argparse.Namespace, folder: Path)
     splits = make_task(task, seed=args.seed, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, polluted=True,
                        **data_options)
     cfg = InvRatConfig(**{**BASE, **invrat_overrides, "use_env_player": env_player, "epochs": args.epochs,
-                          "restarts": args.restarts, "seed": args.seed, "selection": args.selection,
-                          **dict(args.set)})
+                          "restarts": args.restarts, "seed": args.seed, **dict(args.set)})
     start = time.perf_counter()
     run_dir = train_invrat(splits, cfg, folder / f"{task}_{'invrat' if env_player else 'rnp'}")
     seconds = time.perf_counter() - start
@@ -108,9 +107,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="matched")
     parser.add_argument("--set", type=_override, action="append", default=[], metavar="KEY=VALUE",
-                        help="an InvRatConfig field for every run, e.g. --set lambda_diff=2 (repeatable)")
-    parser.add_argument("--selection", choices=["threshold", "top_alpha"], default="threshold",
-                        help="how the trained generator's scores become the test rationale")
+                        help="an InvRatConfig field for every run, e.g. --set lambda_diff=2 or --set selection=top_alpha "
+                        "(repeatable)")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: benchmarks/results/bench_invrat_synthetic_<setting>.json")
     args = parser.parse_args()
