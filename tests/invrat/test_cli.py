@@ -122,6 +122,25 @@ def test_top_alpha_selection_is_what_model_selection_judges(tmp_path: Path) -> N
     assert all(sum(r.mask) == 2 for r in rationalize(run_dir, splits.test))
 
 
+def test_fixed_budget_training_selects_alpha_of_every_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_selection = top_alpha: every generator mask drawn in training holds ceil(alpha * n) words."""
+    splits = make_task("sentiment", seed=3, n_train=24, n_val=8, n_test=4, doc_words=(10, 10))
+    config = InvRatConfig(hidden_dim=8, embedding_dim=8, epochs=2, warmup_epochs=1, restarts=1, alpha=0.2,
+                          train_selection="top_alpha", selection="top_alpha", progress=False, num_threads=1, device="cpu")
+    drawn: list[list[float]] = []
+    real_select = game.select
+
+    def recording_select(*args, **kwargs):
+        z, probs = real_select(*args, **kwargs)
+        drawn.append(z.detach().sum(dim=1).tolist())
+        return z, probs
+
+    monkeypatch.setattr(game, "select", recording_select)
+    run_dir = train_invrat(splits, config, tmp_path / "run")
+    assert drawn and all(k == 2.0 for row in drawn for k in row)  # ceil(0.2 * 10) = 2 of 10 words
+    assert json.loads((run_dir / "config.json").read_text())["train_selection"] == "top_alpha"
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     splits = make_task("sentiment", seed=1, n_train=32, n_val=8, n_test=4, doc_words=(8, 12), polluted=True)
     cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=3, warmup_epochs=1, restarts=2, batch_size=16,
@@ -206,3 +225,12 @@ def test_resume_with_more_epochs_trains_a_finished_run_on(tiny: dict[str, Path])
     multi = train_invrat(splits, cfg.model_copy(update={"restarts": 2, "epochs": 2}), tiny["root"] / "grow-multi")
     with pytest.raises(DataError, match="epochs"):
         train_invrat(splits, cfg.model_copy(update={"restarts": 2}), multi, resume=True)
+
+
+def test_model_selection_breaks_accuracy_ties_on_dev_loss() -> None:
+    first = {"eligible": True, "dev_acc": 0.8, "dev_loss": 0.6}
+    later = {"eligible": True, "dev_acc": 0.8, "dev_loss": 0.5}
+    assert game._selection_key(later) > game._selection_key(first)
+    assert game._selection_key({"eligible": True, "dev_acc": 0.81, "dev_loss": 0.9}) > game._selection_key(later)
+    assert game._selection_key({"eligible": False, "dev_acc": 1.0, "dev_loss": 0.0}) < game._selection_key(first)
+    assert game._selection_key({"eligible": True, "dev_acc": 0.8}) < game._selection_key(first)  # a run from before dev_loss

@@ -81,3 +81,27 @@ def test_top_fraction_picks_the_highest_document_logits() -> None:
     assert z.tolist() == [[0, 1, 0, 1, 0], [0, 1, 1, 0, 0]]
     assert top_fraction(logits, doc, 0.01).sum(dim=1).tolist() == [1, 1]  # never empty
     assert top_fraction(logits, torch.zeros_like(doc), 0.5).sum() == 0  # no document: nothing
+
+
+def test_select_with_a_budget_takes_exactly_k_noisy_top_words_and_passes_gradient() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(3, 8, requires_grad=True)
+    doc = torch.tensor([[1] * 8, [1] * 5 + [0] * 3, [1] * 2 + [0] * 6], dtype=torch.float)
+    z, _ = select(logits, doc, train=True, gumbel=True, temperature=0.5, top_alpha=0.3)
+    assert z.sum(dim=1).tolist() == [3.0, 2.0, 1.0]  # ceil(0.3 * n) for n = 8, 5, 2
+    assert (z * (1 - doc)).abs().sum() == 0
+    z.sum().backward()  # straight-through: every document position gets the soft gradient, no other does
+    assert (logits.grad[doc > 0] > 0).all() and (logits.grad[doc == 0] == 0).all()
+    # without noise the budget is the inference top-alpha rationale
+    z_clean, _ = select(logits.detach(), doc, train=True, gumbel=False, temperature=1.0, top_alpha=0.3)
+    assert z_clean.tolist() == top_fraction(logits.detach(), doc, 0.3).tolist()
+
+
+def test_sparsity_can_measure_the_probabilities_instead_of_the_mask() -> None:
+    """Under a fixed budget the hard rate is constant; ``rate_of`` makes the term act on the probabilities."""
+    z = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    probs = torch.tensor([[0.5, 0.5, 0.5, 0.5]])
+    common = dict(loss_agnostic=torch.tensor(0.0), loss_aware=torch.tensor(0.0), z=z, mask=torch.ones(1, 4), alpha=0.25,
+                  lambda_diff=0.0, lambda_sparsity=1.0, lambda_continuity=0.0)
+    assert generator_objective(**common)["sparsity"].item() == pytest.approx(0.0)
+    assert generator_objective(**common, rate_of=probs)["sparsity"].item() == pytest.approx(0.25)

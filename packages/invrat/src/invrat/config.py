@@ -121,7 +121,8 @@ class InvRatConfig(BaseModel):
         description=(
             "Model selection considers only epochs whose dev selection rate is within this distance of alpha "
             "(None: all epochs), so an early epoch that still selects half the document cannot win on accuracy. "
-            "Among those, the best dev accuracy of f_i wins. Not in the reference (which used dev accuracy alone)."
+            "Among those, the best dev accuracy of f_i wins (equal accuracies: the lower dev loss of f_i). Not in the "
+            "reference (which used dev accuracy alone)."
         ),
     )
     selection: Selection = Field(
@@ -131,6 +132,15 @@ class InvRatConfig(BaseModel):
             "the generator's own decision); top_alpha: the ceil(alpha * n) highest-scoring words of each document "
             "(as many as the sparsity target asks for, never empty). A generator trained with noise can keep every "
             "deterministic logit below 0 and select nothing under 'threshold'; 'top_alpha' reads the same ranking."
+        ),
+    )
+    train_selection: Selection = Field(
+        "threshold",
+        description=(
+            "How the generator's hard mask is drawn while training. threshold: noisy sigmoid > 0.5, the size steered "
+            "only by the sparsity term (the paper); top_alpha: exactly ceil(alpha * n) words of each document, the "
+            "highest noisy logits (a sample without replacement), so the generator learns a ranking under a fixed "
+            "budget and cannot collapse to empty rationales. Not in the paper; pair it with selection = 'top_alpha'."
         ),
     )
     restarts: int = Field(2, ge=1, description="Independent initialisations; the best dev accuracy of f_i is kept.")

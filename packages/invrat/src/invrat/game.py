@@ -5,7 +5,7 @@ batch, cycled: the reference's 1 generator : 3 f_i : 3 f_e per 7 steps).
 Several restarts are trained; the kept model is the (restart, epoch) with the
 best dev accuracy of the environment-agnostic predictor f_i, among epochs
 whose dev selection rate is within ``selection_tolerance`` of ``alpha``
-(all epochs when none is).
+(all epochs when none is); equal accuracies go to the lower dev loss of f_i.
 
 Run dir: ``config.json`` (resolved), ``vocab.json``, ``labels.json``,
 ``envs.json`` (policy, names, counts), ``metrics.json`` (one record per
@@ -131,7 +131,7 @@ def evaluate_players(
 ) -> dict[str, float]:
     """Dev accuracy of f_i on the generator's hard rationale, selection rate, and token F1 when gold is known."""
     players.eval()
-    correct, selected, doc_tokens = 0, 0.0, 0.0
+    correct, loss_sum, selected, doc_tokens = 0, 0.0, 0.0, 0.0
     f1s: list[float] = []
     for idx in length_sorted_batches(data.encoded, config.eval_batch_size):
         b = data.batch(idx).to(device)
@@ -140,6 +140,7 @@ def evaluate_players(
             z, _ = inference_rationale(logits.float(), b.doc_mask, selection=config.selection, alpha=config.alpha)
             out = players["fi"](b.ids, b.lengths, predictor_input_mask(z, b.doc_mask, b.real_mask), b.real_mask)
         correct += int((out.argmax(-1) == b.labels).sum())
+        loss_sum += float(F.cross_entropy(out.float(), b.labels, reduction="sum"))
         selected += float(z.sum())
         doc_tokens += float(b.doc_mask.sum())
         if gold is not None:
@@ -156,7 +157,8 @@ def evaluate_players(
                 r = tp / truth.sum() if truth.sum() else 0.0
                 f1s.append(2 * p * r / (p + r) if p + r else 0.0)
     players.train()
-    result = {"dev_acc": correct / max(1, len(data.labels)), "dev_selection_rate": selected / max(1.0, doc_tokens)}
+    n = max(1, len(data.labels))
+    result = {"dev_acc": correct / n, "dev_loss": loss_sum / n, "dev_selection_rate": selected / max(1.0, doc_tokens)}
     if f1s:
         result["dev_token_f1_truncated"] = float(np.mean(f1s))
     return result
@@ -177,16 +179,17 @@ def _player_step(
 
     ``warmup``: the predictors see the whole document (z = 1) and ``player`` must not be the generator.
     """
+    budget = config.alpha if config.train_selection == "top_alpha" else None
     with _autocast(device, config.precision):
         if warmup:
             z = b.doc_mask
         elif player == "g":
             logits = players["g"](b.ids, b.lengths).float()
-            z, _ = select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature)
+            z, probs = select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature, top_alpha=budget)
         else:
             with torch.no_grad():
                 logits = players["g"](b.ids, b.lengths).float()
-                z, _ = select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature)
+                z, _ = select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature, top_alpha=budget)
         zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
         logs: dict[str, float] = {}
         if player in ("g", "fi"):
@@ -206,6 +209,7 @@ def _player_step(
                 lambda_sparsity=config.lambda_sparsity,
                 lambda_continuity=config.lambda_continuity,
                 penalty=config.penalty,
+                rate_of=None if budget is None else probs,
             )
             loss = terms["total"]
             logs.update({f"gen_{k}": float(v.detach()) for k, v in terms.items()})
@@ -261,6 +265,15 @@ def _eligible(metrics: dict[str, float], config: InvRatConfig) -> bool:
     return tol is None or abs(metrics["dev_selection_rate"] - config.alpha) <= tol
 
 
+def _selection_key(record: dict) -> tuple[bool, float, float]:
+    """Eligible first, then the best dev accuracy of f_i (the paper); ties go to the lower dev loss of f_i.
+
+    Dev accuracy saturates at the label noise on easy data, where the first epoch reaching it would
+    otherwise win over a generator that went on improving.
+    """
+    return record["eligible"], record["dev_acc"], -record.get("dev_loss", math.inf)  # no dev_loss: older runs
+
+
 def _fit_reference_envs(
     data: Prepared, vocab_size: int, n_labels: int, config: InvRatConfig, device: str,
     init: torch.Tensor | None,
@@ -289,7 +302,8 @@ def _fit_reference_envs(
     with torch.no_grad():
         for idx in length_sorted_batches(single.encoded, config.eval_batch_size):
             b = single.batch(idx).to(device)
-            z, _ = select(players["g"](b.ids, b.lengths).float(), b.doc_mask, train=False, gumbel=False, temperature=1.0)
+            logits = players["g"](b.ids, b.lengths).float()
+            z, _ = inference_rationale(logits, b.doc_mask, selection=config.selection, alpha=config.alpha)
             pred = players["fi"](b.ids, b.lengths, predictor_input_mask(z, b.doc_mask, b.real_mask), b.real_mask).argmax(-1)
             for row, i in enumerate(idx):
                 correct[i] = bool(pred[row] == b.labels[row])
@@ -441,9 +455,8 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                 "seconds": time.perf_counter() - t0,
             }
             record["eligible"] = not warmup and _eligible(record, config)
-            key = (record["eligible"], record["dev_acc"])
-            if best is None or key > (best["eligible"], best["dev_acc"]):
-                best = {k: record[k] for k in ("restart", "epoch", "eligible", "dev_acc", "dev_selection_rate")}
+            if best is None or _selection_key(record) > _selection_key(best):
+                best = {k: record[k] for k in ("restart", "epoch", "eligible", "dev_acc", "dev_loss", "dev_selection_rate")}
                 save_file(_state_for_file(players), str(out_dir / ".model.safetensors.tmp"))
                 (out_dir / ".model.safetensors.tmp").replace(out_dir / "model.safetensors")
                 write_json_atomic(out_dir / "selection.json", best)

@@ -67,14 +67,18 @@ def generator_objective(
     lambda_sparsity: float,
     lambda_continuity: float,
     penalty: Literal["relu", "identity"] = "relu",
+    rate_of: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """``L_i + lambda_diff h(L_i - L_e) + lambda_sparsity |mean z - alpha| + lambda_continuity mean|dz|``.
 
     Returns every term (``total`` is the one to minimise) so they can be logged.
     With ``lambda_diff = 0`` this is the plain generator-predictor rationalizer (RNP, Lei et al. 2016).
+    ``rate_of``: what the sparsity term measures instead of ``z`` (the selection probabilities
+    under a fixed top-k budget, where the hard rate is a constant: on ``z`` the term would push every
+    logit down at once until sigmoid' vanishes; on the probabilities it keeps them calibrated to alpha).
     """
     inv = invariance_penalty(loss_agnostic, loss_aware, penalty)
-    sp = sparsity_loss(z, mask, alpha)
+    sp = sparsity_loss(z if rate_of is None else rate_of, mask, alpha)
     co = continuity_loss(z, mask)
     total = loss_agnostic + lambda_diff * inv + lambda_sparsity * sp + lambda_continuity * co
     return {"total": total, "invariance": inv, "sparsity": sp, "continuity": co}

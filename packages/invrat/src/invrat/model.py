@@ -108,20 +108,32 @@ class Predictor(nn.Module):
 
 
 def select(
-    logits: torch.Tensor, doc_mask: torch.Tensor, *, train: bool, gumbel: bool, temperature: float
+    logits: torch.Tensor,
+    doc_mask: torch.Tensor,
+    *,
+    train: bool,
+    gumbel: bool,
+    temperature: float,
+    top_alpha: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hard straight-through mask over document positions, and the selection probabilities.
 
-    Forward: z = 1[sigmoid((logit + noise) / tau) > 0.5] on document positions, 0 elsewhere;
-    backward: the gradient of the soft value. Noise is logistic (the two-class Gumbel) while training.
+    Forward: z = 1[sigmoid((logit + noise) / tau) > 0.5] on document positions, 0 elsewhere, or,
+    with ``top_alpha``, the ``ceil(top_alpha * n)`` highest noisy logits of each document (a
+    fixed budget: the generator learns a ranking and can neither collapse to an empty rationale
+    nor spend its budget on filler); backward: the gradient of the soft value. Noise is logistic
+    (the two-class Gumbel) while training, so the top-k is a sample without replacement.
     """
     probs = torch.sigmoid(logits)  # (B, T)
+    noisy = logits
     if train and gumbel:
         u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
-        soft = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / temperature)
+        noisy = logits + torch.log(u) - torch.log1p(-u)
+    soft = torch.sigmoid(noisy / temperature) if train and gumbel else probs
+    if top_alpha is None:
+        hard = (soft > 0.5).to(soft.dtype)
     else:
-        soft = probs
-    hard = (soft > 0.5).to(soft.dtype)
+        hard = top_fraction(noisy.detach(), doc_mask, top_alpha)
     z = straight_through(hard, soft) * doc_mask
     return z, probs * doc_mask
 
