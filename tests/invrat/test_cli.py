@@ -225,6 +225,7 @@ def test_resume_with_more_epochs_trains_a_finished_run_on(tiny: dict[str, Path])
     multi = train_invrat(splits, cfg.model_copy(update={"restarts": 2, "epochs": 2}), tiny["root"] / "grow-multi")
     with pytest.raises(DataError, match="epochs"):
         train_invrat(splits, cfg.model_copy(update={"restarts": 2}), multi, resume=True)
+    assert (multi / "DONE").is_file()  # a refused resume leaves the finished run as it was
 
 
 def test_model_selection_breaks_accuracy_ties_on_dev_loss() -> None:

@@ -22,7 +22,7 @@ def _fill(vocab: Vocab, dim: int, lookup: dict[str, np.ndarray], seed: int) -> t
     rng = np.random.default_rng(seed)
     # Unknown words are drawn with the pretrained vectors' own mean and spread per dimension (Kim 2014):
     # much smaller vectors would, in a frozen table, leave them all but invisible to the players.
-    known = np.stack(list(lookup.values())) if lookup else np.zeros((1, dim), dtype=np.float32)
+    known = np.stack(list(lookup.values()))  # never empty: initial_embeddings refuses a vocabulary without one
     matrix = rng.normal(known.mean(axis=0), known.std(axis=0) + 1e-6, size=(len(vocab), dim)).astype(np.float32)
     found = 0
     for i, word in enumerate(vocab.itos):

@@ -180,16 +180,19 @@ def _player_step(
     ``warmup``: the predictors see the whole document (z = 1) and ``player`` must not be the generator.
     """
     budget = config.alpha if config.train_selection == "top_alpha" else None
+
+    def draw_mask() -> tuple[torch.Tensor, torch.Tensor]:
+        logits = players["g"](b.ids, b.lengths).float()
+        return select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature, top_alpha=budget)
+
     with _autocast(device, config.precision):
         if warmup:
             z = b.doc_mask
         elif player == "g":
-            logits = players["g"](b.ids, b.lengths).float()
-            z, probs = select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature, top_alpha=budget)
+            z, probs = draw_mask()
         else:
             with torch.no_grad():
-                logits = players["g"](b.ids, b.lengths).float()
-                z, _ = select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature, top_alpha=budget)
+                z, _ = draw_mask()
         zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
         logs: dict[str, float] = {}
         if player in ("g", "fi"):
@@ -347,11 +350,8 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     on from its last epoch, and model selection goes on over the new epochs).
     """
     out_dir = Path(out_dir)
-    if resume and (out_dir / "DONE").is_file():
-        if not _asks_more_epochs(out_dir, config):
-            return out_dir
-        _check_run_dir(out_dir, resume, config)  # the rest of the config must match before DONE goes
-        (out_dir / "DONE").unlink()
+    if resume and (out_dir / "DONE").is_file() and not _asks_more_epochs(out_dir, config):
+        return out_dir
     train = list(splits.train)
     if not train:
         raise DataError("the training split is empty", field="train")
@@ -364,6 +364,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
         val = [train[i] for i in order[:cut]] or list(train)
         train = [train[i] for i in order[cut:]] or list(train)
     ckpt = _check_run_dir(out_dir, resume, config)
+    (out_dir / "DONE").unlink(missing_ok=True)  # only after the config check: a refused run stays finished
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if config.num_threads:

@@ -125,11 +125,12 @@ def select(
     (the two-class Gumbel) while training, so the top-k is a sample without replacement.
     """
     probs = torch.sigmoid(logits)  # (B, T)
-    noisy = logits
     if train and gumbel:
         u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
         noisy = logits + torch.log(u) - torch.log1p(-u)
-    soft = torch.sigmoid(noisy / temperature) if train and gumbel else probs
+        soft = torch.sigmoid(noisy / temperature)
+    else:
+        noisy, soft = logits, probs
     if top_alpha is None:
         hard = (soft > 0.5).to(soft.dtype)
     else:
