@@ -235,3 +235,53 @@ def test_model_selection_breaks_accuracy_ties_on_dev_loss() -> None:
     assert game._selection_key({"eligible": True, "dev_acc": 0.81, "dev_loss": 0.9}) > game._selection_key(later)
     assert game._selection_key({"eligible": False, "dev_acc": 1.0, "dev_loss": 0.0}) < game._selection_key(first)
     assert game._selection_key({"eligible": True, "dev_acc": 0.8}) < game._selection_key(first)  # a run from before dev_loss
+
+
+def test_invariance_selection_charges_the_dev_environment_gap() -> None:
+    # the epoch holding a spurious feature: lower dev loss and higher accuracy, but far apart across environments
+    spurious = {"eligible": True, "dev_acc": 0.80, "dev_loss": 0.43, "dev_loss_by_env": [0.27, 0.59]}
+    invariant = {"eligible": True, "dev_acc": 0.75, "dev_loss": 0.57, "dev_loss_by_env": [0.565, 0.58]}
+    for record in (spurious, invariant):
+        record["dev_objective"] = game._dev_objective(record, 5.0)
+    assert invariant["dev_objective"] == pytest.approx(0.57 + 5 * 0.015)
+    assert game._selection_key(spurious) > game._selection_key(invariant)  # the paper's accuracy
+    assert game._selection_key(invariant, "invariance") > game._selection_key(spurious, "invariance")
+    assert game._dev_objective({"dev_loss": 0.5}, 5.0) is None
+    assert game._selection_key({"eligible": False, "dev_acc": 1.0, "dev_objective": 0.0}, "invariance") < game._selection_key(
+        invariant, "invariance")
+
+
+def test_invariance_selection_trains_and_logs_environment_losses(tmp_path: Path) -> None:
+    splits = make_task("sentiment", seed=0, n_train=48, n_val=16, n_test=4, polluted=True, doc_words=(8, 12))
+    cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=2, warmup_epochs=1, restarts=1, batch_size=16,
+                       progress=False, num_threads=1, select_by="invariance")
+    run_dir = train_invrat(splits, cfg, tmp_path / "run")
+    game_epoch = json.loads((run_dir / "metrics.json").read_text())[-1]
+    assert len(game_epoch["dev_loss_by_env"]) == 2 and game_epoch["dev_loss_e"] > 0
+    assert game_epoch["dev_objective"] == pytest.approx(game._dev_objective(game_epoch, cfg.lambda_diff))
+    assert "dev_objective" in json.loads((run_dir / "selection.json").read_text())
+    # the plain RNP reads no environment information: its criterion is the dev loss of f_i
+    rnp_epoch = json.loads((train_invrat(splits, cfg.model_copy(update={"use_env_player": False}), tmp_path / "rnp")
+                            / "metrics.json").read_text())[-1]
+    assert "dev_loss_e" not in rnp_epoch and rnp_epoch["dev_objective"] == rnp_epoch["dev_loss"]
+    # no environments on the dev examples: a one-line error before training
+    bare = splits.model_copy(update={"val": [ex.model_copy(update={"env": None}) for ex in splits.val]})
+    with pytest.raises(DataError, match="select_by='invariance' needs an environment"):
+        train_invrat(bare, cfg, tmp_path / "bare")
+    with pytest.raises(DataError, match="select_by='invariance'"):
+        train_invrat(splits, cfg.model_copy(update={"environments": "single"}), tmp_path / "single")
+    assert not (tmp_path / "single" / "metrics.json").exists()
+
+
+def test_resume_accepts_a_run_written_before_a_config_field_existed(tiny: dict[str, Path]) -> None:
+    splits = make_task("sentiment", seed=0, n_train=32, n_val=8, n_test=4)
+    cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=2, warmup_epochs=1, restarts=1, batch_size=16,
+                       progress=False, num_threads=1)
+    run_dir = train_invrat(splits, cfg.model_copy(update={"epochs": 1}), tiny["root"] / "old-run")
+    saved = json.loads((run_dir / "config.json").read_text())
+    del saved["select_by"]  # as a run written before the field was added
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    assert train_invrat(splits, cfg, run_dir, resume=True) == run_dir
+    assert len(json.loads((run_dir / "metrics.json").read_text())) == 2
+    with pytest.raises(DataError, match="select_by"):  # but a different value is still refused
+        train_invrat(splits, cfg.model_copy(update={"select_by": "invariance", "epochs": 3}), run_dir, resume=True)

@@ -6,6 +6,7 @@ import torch
 
 from invrat.config import InvRatConfig
 from invrat.environments import (
+    dev_environments,
     environments_for,
     index_environments,
     resolve_policy,
@@ -67,6 +68,21 @@ def test_environment_policies() -> None:
     by_len = rule_environments(no_env, "length", 3)
     assert by_len[0] == "len0" and by_len[-1] == "len2"
     assert environments_for(no_env, cfg, "infer") is None
+
+
+def test_dev_environments_only_where_the_policy_defines_them() -> None:
+    cfg = InvRatConfig()
+    dev = [_ex(i, "w w", env=f"e{i % 2}") for i in range(4)]
+    assert dev_environments(dev, cfg, "column", ["e0", "e1"]) == [0, 1, 0, 1]
+    assert dev_environments(dev, cfg, "column", ["e0"]) is None  # an environment training never saw
+    assert dev_environments(dev[:1] + [dev[1].model_copy(update={"env": None})], cfg, "column", ["e0", "e1"]) is None
+    merged = cfg.model_copy(update={"env_map": {"e0": "x", "e1": "x"}})
+    assert dev_environments(dev, merged, "column", ["x"]) == [0, 0, 0, 0]
+    assert dev_environments(dev, merged.model_copy(update={"env_map": {"e0": "x"}}), "column", ["x"]) is None
+    hashed = dev_environments(dev, cfg.model_copy(update={"env_rule": "hash"}), "rule", ["hash0", "hash1"])
+    assert hashed == [["hash0", "hash1"].index(n) for n in rule_environments(dev, "hash", 2)]
+    for policy, rule in (("rule", "length"), ("single", "hash"), ("infer", "hash")):
+        assert dev_environments(dev, cfg.model_copy(update={"env_rule": rule}), policy, ["e0", "e1"]) is None
 
 
 def test_bigru_outputs_ignore_padding() -> None:

@@ -125,6 +125,16 @@ class InvRatConfig(BaseModel):
             "reference (which used dev accuracy alone)."
         ),
     )
+    select_by: Literal["accuracy", "invariance"] = Field(
+        "accuracy",
+        description=(
+            "What model selection ranks eligible epochs by. accuracy: dev accuracy of f_i, ties to its lower dev loss "
+            "(the paper). invariance: the lower dev loss of f_i plus lambda_diff times the gap between its worst and "
+            "best dev environment (the risk-extrapolation test of invariance, Krueger et al. 2021); it needs the dev "
+            "examples' environments (policy column, or the hash rule). Dev data drawn like the training data rewards a "
+            "rationale holding a spurious feature with higher accuracy; the environment gap exposes it. Not in the paper."
+        ),
+    )
     selection: Selection = Field(
         "threshold",
         description=(

@@ -83,6 +83,26 @@ def environments_for(examples: Sequence[Example], config: InvRatConfig, policy: 
     raise ValueError(f"unknown environment policy {policy!r}")
 
 
+def dev_environments(
+    examples: Sequence[Example], config: InvRatConfig, policy: str, env_order: Sequence[str]
+) -> list[int] | None:
+    """Env index per dev example where the policy defines one for unseen examples (column, hash rule), else None.
+
+    None as well when a dev example falls in an environment training never saw.
+    """
+    if policy == "column" and examples and all(ex.env is not None for ex in examples):
+        try:
+            names = column_environments(examples, config.env_map)
+        except DataError:
+            return None
+    elif policy == "rule" and config.env_rule == "hash":
+        names = rule_environments(examples, "hash", config.env_count)
+    else:
+        return None
+    where = {n: i for i, n in enumerate(env_order)}
+    return [where[n] for n in names] if all(n in where for n in names) else None
+
+
 def index_environments(names: Sequence[str]) -> tuple[list[int], list[str]]:
     """(env index per example, sorted env names)."""
     order = sorted(set(names))

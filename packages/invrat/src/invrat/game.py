@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from invrat.config import InvRatConfig
 from invrat.embeddings import initial_embeddings
 from invrat.environments import (
+    dev_environments,
     environments_for,
     index_environments,
     resolve_policy,
@@ -59,6 +60,10 @@ from rationale_commons.runtime import (
     write_json_atomic,
 )
 
+_NO_DEV_ENVS = (
+    "select_by='invariance' needs an environment on every dev example (environments 'column' with an env on "
+    "each dev example, or the 'hash' rule); use select_by='accuracy'"
+)
 RUN_FILES = ("config.json", "vocab.json", "labels.json", "model.safetensors")
 
 
@@ -127,20 +132,34 @@ def _autocast(device: str, precision: str):
 
 @torch.no_grad()
 def evaluate_players(
-    players: nn.ModuleDict, data: Prepared, config: InvRatConfig, device: str, gold: Sequence[list[int] | None] | None = None
+    players: nn.ModuleDict, data: Prepared, config: InvRatConfig, device: str, gold: Sequence[list[int] | None] | None = None,
+    *, env_player: bool = True,
 ) -> dict[str, float]:
-    """Dev accuracy of f_i on the generator's hard rationale, selection rate, and token F1 when gold is known."""
+    """Dev accuracy and loss of f_i on the generator's hard rationale, selection rate, and token F1 when gold
+    is known; with the dev environments (``data.envs``) also f_i's loss per environment and (when the env
+    player is on) f_e's loss."""
     players.eval()
-    correct, loss_sum, selected, doc_tokens = 0, 0.0, 0.0, 0.0
+    correct, loss_sum, loss_e_sum, selected, doc_tokens = 0, 0.0, 0.0, 0.0, 0.0
+    aware = env_player and data.envs is not None and players["fe"].n_envs > 1
+    env_loss = torch.zeros(max(1, players["fe"].n_envs))
+    env_count = torch.zeros_like(env_loss)
     f1s: list[float] = []
     for idx in length_sorted_batches(data.encoded, config.eval_batch_size):
         b = data.batch(idx).to(device)
         with _autocast(device, config.precision):
             logits = players["g"](b.ids, b.lengths)
             z, _ = inference_rationale(logits.float(), b.doc_mask, selection=config.selection, alpha=config.alpha)
-            out = players["fi"](b.ids, b.lengths, predictor_input_mask(z, b.doc_mask, b.real_mask), b.real_mask)
+            zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
+            out = players["fi"](b.ids, b.lengths, zin, b.real_mask)
+            if aware:
+                out_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs)
+                loss_e_sum += float(F.cross_entropy(out_e.float(), b.labels, reduction="sum"))
         correct += int((out.argmax(-1) == b.labels).sum())
-        loss_sum += float(F.cross_entropy(out.float(), b.labels, reduction="sum"))
+        losses = F.cross_entropy(out.float(), b.labels, reduction="none")
+        loss_sum += float(losses.sum())
+        if data.envs is not None:
+            env_loss.index_add_(0, b.envs.cpu(), losses.cpu())
+            env_count.index_add_(0, b.envs.cpu(), torch.ones_like(losses.cpu()))
         selected += float(z.sum())
         doc_tokens += float(b.doc_mask.sum())
         if gold is not None:
@@ -159,6 +178,10 @@ def evaluate_players(
     players.train()
     n = max(1, len(data.labels))
     result = {"dev_acc": correct / n, "dev_loss": loss_sum / n, "dev_selection_rate": selected / max(1.0, doc_tokens)}
+    if aware:
+        result["dev_loss_e"] = loss_e_sum / n
+    if data.envs is not None:
+        result["dev_loss_by_env"] = (env_loss / env_count.clamp(min=1)).tolist()
     if f1s:
         result["dev_token_f1_truncated"] = float(np.mean(f1s))
     return result
@@ -268,13 +291,29 @@ def _eligible(metrics: dict[str, float], config: InvRatConfig) -> bool:
     return tol is None or abs(metrics["dev_selection_rate"] - config.alpha) <= tol
 
 
-def _selection_key(record: dict) -> tuple[bool, float, float]:
-    """Eligible first, then the best dev accuracy of f_i (the paper); ties go to the lower dev loss of f_i.
+def _selection_key(record: dict, select_by: str = "accuracy") -> tuple[bool, float, float]:
+    """Eligible first; then (``accuracy``) the best dev accuracy of f_i (the paper), ties to the lower dev
+    loss of f_i, or (``invariance``) the lower dev objective (``_dev_objective``).
 
     Dev accuracy saturates at the label noise on easy data, where the first epoch reaching it would
     otherwise win over a generator that went on improving.
     """
-    return record["eligible"], record["dev_acc"], -record.get("dev_loss", math.inf)  # no dev_loss: older runs
+    loss = record.get("dev_loss", math.inf)  # no dev_loss: older runs
+    if select_by == "invariance":
+        return record["eligible"], -record.get("dev_objective", math.inf), 0.0
+    return record["eligible"], record["dev_acc"], -loss
+
+
+def _dev_objective(record: dict, lambda_diff: float) -> float | None:
+    """Dev loss of f_i + lambda_diff * (worst - best dev environment's loss of f_i); None without dev envs.
+
+    Not the game's own h(L_i - L_e): that reads f_e, which lags behind the generator (measured on the
+    synthetic budget setting, where it ranked an epoch holding the spurious token first).
+    """
+    by_env = record.get("dev_loss_by_env")
+    if not by_env:
+        return None
+    return record["dev_loss"] + lambda_diff * (max(by_env) - min(by_env))
 
 
 def _fit_reference_envs(
@@ -323,7 +362,8 @@ def _check_run_dir(out_dir: Path, resume: bool, config: InvRatConfig) -> dict | 
         return None
     if not (out_dir / "config.json").is_file():
         raise DataError("not an invrat run dir (no config.json); cannot resume", path=out_dir)
-    saved = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    # a field added since the run was written counts as its default
+    saved = json.loads(InvRatConfig().model_dump_json()) | json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
     current = json.loads(config.model_dump_json())
     ignore = {"progress", "device", "num_threads", "eval_batch_size"}
     if config.restarts == 1 and current["epochs"] >= saved.get("epochs", 0):
@@ -379,6 +419,8 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     gold = [ex.rationale for ex in val] if any(ex.rationale is not None for ex in val) else None
 
     policy = resolve_policy(train, config)
+    if config.select_by == "invariance" and not (policy == "column" or (policy == "rule" and config.env_rule == "hash")):
+        raise DataError(_NO_DEV_ENVS, field="select_by")
     if ckpt is not None:
         env_info = json.loads((out_dir / "envs.json").read_text(encoding="utf-8"))
         env_names = env_info["per_example"]
@@ -388,6 +430,9 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
             env_names = _fit_reference_envs(train_data, len(vocab), len(labels), config, device, init)
     env_idx, env_order = index_environments(env_names)
     train_data.envs = env_idx
+    val_data.envs = dev_environments(val, config, policy, env_order)
+    if config.select_by == "invariance" and val_data.envs is None:
+        raise DataError(_NO_DEV_ENVS, field="select_by")
     # a resumed run keeps its config, but records more epochs when they were asked for
     write_json_atomic(out_dir / "config.json", json.loads(config.model_dump_json()))
     if ckpt is None:
@@ -452,12 +497,15 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                 "restart": restart, "epoch": epoch, "step": step, "temperature": temperature, "warmup": warmup,
                 "lambda_diff": diff_weight,
                 **{f"train_{k}": float(np.mean(v)) for k, v in sums.items()},
-                **evaluate_players(players, val_data, config, device, gold),
+                **evaluate_players(players, val_data, config, device, gold, env_player=env_player),
                 "seconds": time.perf_counter() - t0,
             }
+            objective = _dev_objective(record, lambda_diff)  # 0 with the env player off: no env information at all
+            if objective is not None:
+                record["dev_objective"] = objective
             record["eligible"] = not warmup and _eligible(record, config)
-            if best is None or _selection_key(record) > _selection_key(best):
-                best = {k: record[k] for k in ("restart", "epoch", "eligible", "dev_acc", "dev_loss", "dev_selection_rate")}
+            if best is None or _selection_key(record, config.select_by) > _selection_key(best, config.select_by):
+                best = {k: record[k] for k in ("restart", "epoch", "eligible", "dev_acc", "dev_loss", "dev_objective", "dev_selection_rate") if k in record}
                 save_file(_state_for_file(players), str(out_dir / ".model.safetensors.tmp"))
                 (out_dir / ".model.safetensors.tmp").replace(out_dir / "model.safetensors")
                 write_json_atomic(out_dir / "selection.json", best)
