@@ -180,6 +180,21 @@ def test_label_noise_writes_that_share_of_texts_for_another_label(name: str) -> 
     assert make_task(name, n_train=40, label_noise=0.0) == make_task(name, n_train=40)
 
 
+@pytest.mark.parametrize("name", ["sentiment", "topic"])
+def test_word_noise_flips_each_planted_word_independently(name: str) -> None:
+    from rationale_commons.synthetic import _CLASS_WORDS
+
+    words_of = {w: lab for lab, words in _CLASS_WORDS[name].items() for w in words}
+    noisy = make_task(name, n_train=2000, planted_per_doc=(2, 2), word_noise=0.25)
+    planted = [(words_of[w], ex.label) for ex in noisy.train for w in ex.words if w in words_of]
+    assert len(planted) == 2 * len(noisy.train)
+    assert abs(sum(lab != label for lab, label in planted) / len(planted) - 0.25) < 0.02
+    flips = [sum(words_of[w] != ex.label for w in ex.words if w in words_of) for ex in noisy.train]
+    assert abs(flips.count(2) / len(flips) - 0.25**2) < 0.015  # independent per word, not per document
+    assert all(ex.rationale == [int(w in words_of) for w in ex.words] for ex in noisy.train)
+    assert make_task(name, n_train=40, word_noise=0.0) == make_task(name, n_train=40)
+
+
 def test_pair_question_must_be_known() -> None:
     with pytest.raises(DataError, match="pair_question"):
         make_task("pair", pair_question="why")

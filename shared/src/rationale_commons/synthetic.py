@@ -27,6 +27,11 @@ another label than the recorded one, planted words and all; the rationale then e
 1 - p of the labels, so a label-correlated spurious token adds information (as in the InvRat
 paper's beer reviews, where the rationale does not fix the rating).
 
+Word noise (``word_noise=q``, single-input tasks): each planted word independently comes from another
+label's vocabulary with probability q (it stays part of the rationale). With label noise the planted
+words are redundant, one of them says all that the text says; with word noise every planted word
+adds evidence, so the whole planted rationale is the only best one.
+
 Pollution (InvRat §5 / ALGORITHMS.md §3, ``polluted=True``): a spurious token
 ``SPURIOUS_TOKEN`` is prepended to some documents with a rate that depends on the
 label and the environment. In train AND val (val has the train distribution, so
@@ -199,6 +204,14 @@ class SyntheticTaskSpec(BaseModel):
         description="Share of examples whose text is written for another label (the rationale alone then "
         "predicts 1 - label_noise of the labels, so a spurious token carries extra information).",
     )
+    word_noise: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Single-input tasks: each planted word independently comes from another label's vocabulary "
+        "with this probability. Every planted word then carries part of the evidence (two that agree say more "
+        "than one), so none is redundant and the full planted rationale is the only best one.",
+    )
     train_rates: tuple[float, float] = Field(
         default=(0.9, 0.7),
         description="P(spurious token | first label) in env0 and env1; other labels get 1 - p.",
@@ -270,6 +283,10 @@ def _single_input_doc(
     for pos, word_index in zip(positions, planted, strict=True):
         words[pos] = vocabulary[int(word_index)]
         rationale[pos] = 1
+        # word noise: no draw at 0, so data without it is the same as before the option existed
+        if spec.word_noise > 0 and rng.random() < spec.word_noise:
+            others = [lab for lab in spec.labels if lab != label]
+            words[pos] = _CLASS_WORDS[spec.name][others[int(rng.integers(0, len(others)))]][int(word_index)]
     return words, rationale
 
 
@@ -397,7 +414,7 @@ def make_task(name: str, **options: Any) -> Splits:
     ``options`` are :class:`SyntheticTaskSpec` fields: ``seed``, ``n_train`` / ``n_val`` /
     ``n_test``, ``polluted``, ``doc_words``, ``planted_per_doc``, ``pair_statements`` (1 makes
     the pair task a plain comparison of the query's colour with the document's),
-    ``label_noise``, ``pair_question`` (``"colour"`` asks for the queried object's colour instead of a yes/no
+    ``label_noise``, ``word_noise``, ``pair_question`` (``"colour"`` asks for the queried object's colour instead of a yes/no
     comparison: a lookup tiny models learn), ``train_rates``, ``test_rate``.
 
     Raises :class:`DataError` for an unknown name or option, or inconsistent sizes.
