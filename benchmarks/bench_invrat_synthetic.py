@@ -29,7 +29,7 @@ from rationale_commons.synthetic import make_task, spurious_selection_rate
 
 HERE = Path(__file__).resolve().parent
 
-# Two settings of the suite. "matched": every document has the same length and number of planted
+# Settings of the suite. "matched": every document has the same length and number of planted
 # words, so alpha can equal the planted fraction (the sparsity target is then the truth's size),
 # and NOISE of the labels disagree with the text, so the spurious token adds information in
 # training (without noise the planted words predict every label and a rationale holding the
@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 NOISE = 0.05
 BUDGET_NOISE = 0.2
 WORD_NOISE = 0.25
-MATCHED_DOCS = {  # task -> (document options, InvRat overrides) shared by "matched" and "budget"
+MATCHED_DOCS = {  # task -> (document options, InvRat overrides) shared by "matched", "budget" and "word-noise"
     "sentiment": ({"doc_words": (20, 20), "planted_per_doc": (2, 2)}, {"alpha": 0.1, "lambda_continuity": 0.0}),
     "topic": ({"doc_words": (20, 20), "planted_per_doc": (2, 2)}, {"alpha": 0.1, "lambda_continuity": 0.0}),
     "pair": ({"doc_words": (16, 16), "pair_statements": 2, "pair_question": "colour"}, {"alpha": 0.25, "lambda_continuity": 1.0}),
