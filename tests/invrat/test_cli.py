@@ -208,6 +208,9 @@ def test_bad_inputs_are_one_line_errors(tiny: dict[str, Path]) -> None:
     (bad / "r6" / "something").write_text("x", encoding="utf-8")
     assert "--resume" in one_line_error("train", tiny["data"], "--out", bad / "r6", "--config", config)
     assert "not an invrat run dir" in one_line_error("train", tiny["data"], "--out", bad / "r6", "--config", config, "--resume")
+    (bad / "invariance.toml").write_text(config.read_text(encoding="utf-8") + 'select_by = "invariance"\n', encoding="utf-8")
+    assert "select_by='invariance'" in one_line_error("train", tiny["data"], "--out", bad / "r7", "--config", bad / "invariance.toml")
+    assert not (bad / "r7" / "metrics.json").exists()
 
 
 def test_resume_with_more_epochs_trains_a_finished_run_on(tiny: dict[str, Path]) -> None:

@@ -124,7 +124,9 @@ def train(
     selection = json.loads((run_dir / "selection.json").read_text(encoding="utf-8"))
     typer.echo(
         f"run dir {run_dir}: selected restart {selection['restart']} epoch {selection['epoch']} "
-        f"(dev acc {selection['dev_acc']:.3f}, selection rate {selection['dev_selection_rate']:.3f})"
+        f"(dev acc {selection['dev_acc']:.3f}, selection rate {selection['dev_selection_rate']:.3f}"
+        + (f", dev objective {selection['dev_objective']:.3f}" if cfg.select_by == "invariance" else "")
+        + ")"
     )
 
 

@@ -83,20 +83,27 @@ def environments_for(examples: Sequence[Example], config: InvRatConfig, policy: 
     raise ValueError(f"unknown environment policy {policy!r}")
 
 
+def places_unseen_examples(config: InvRatConfig, policy: str) -> bool:
+    """Whether the policy gives an environment to examples outside training (column, the hash rule)."""
+    return policy == "column" or (policy == "rule" and config.env_rule == "hash")
+
+
 def dev_environments(
     examples: Sequence[Example], config: InvRatConfig, policy: str, env_order: Sequence[str]
 ) -> list[int] | None:
-    """Env index per dev example where the policy defines one for unseen examples (column, hash rule), else None.
+    """Env index per dev example where the policy places unseen examples, else None.
 
-    None as well when a dev example falls in an environment training never saw.
+    None as well when a dev example has no env (column) or falls in an environment training never saw.
     """
-    if policy == "column" and examples and all(ex.env is not None for ex in examples):
+    if not places_unseen_examples(config, policy):
+        return None
+    if policy == "rule":
+        names = rule_environments(examples, "hash", config.env_count)
+    elif examples and all(ex.env is not None for ex in examples):
         try:
             names = column_environments(examples, config.env_map)
         except DataError:
             return None
-    elif policy == "rule" and config.env_rule == "hash":
-        names = rule_environments(examples, "hash", config.env_count)
     else:
         return None
     where = {n: i for i, n in enumerate(env_order)}

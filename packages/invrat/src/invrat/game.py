@@ -38,6 +38,7 @@ from invrat.environments import (
     dev_environments,
     environments_for,
     index_environments,
+    places_unseen_examples,
     resolve_policy,
     split_by_correctness,
 )
@@ -419,7 +420,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     gold = [ex.rationale for ex in val] if any(ex.rationale is not None for ex in val) else None
 
     policy = resolve_policy(train, config)
-    if config.select_by == "invariance" and not (policy == "column" or (policy == "rule" and config.env_rule == "hash")):
+    if config.select_by == "invariance" and not places_unseen_examples(config, policy):
         raise DataError(_NO_DEV_ENVS, field="select_by")
     if ckpt is not None:
         env_info = json.loads((out_dir / "envs.json").read_text(encoding="utf-8"))
