@@ -266,6 +266,12 @@ def _balanced_labels(rng: np.random.Generator, labels: Sequence[str], n: int) ->
     return [pool[i] for i in rng.permutation(n)]
 
 
+def _another_label(rng: np.random.Generator, labels: Sequence[str], label: str) -> str:
+    """A label other than ``label``, uniformly (the draw label and word noise both make)."""
+    others = [lab for lab in labels if lab != label]
+    return others[int(rng.integers(0, len(others)))]
+
+
 def _filler(rng: np.random.Generator, n: int) -> list[str]:
     return [FILLER_WORDS[i] for i in rng.integers(0, len(FILLER_WORDS), size=n)]
 
@@ -285,8 +291,7 @@ def _single_input_doc(
         rationale[pos] = 1
         # word noise: no draw at 0, so data without it is the same as before the option existed
         if spec.word_noise > 0 and rng.random() < spec.word_noise:
-            others = [lab for lab in spec.labels if lab != label]
-            words[pos] = _CLASS_WORDS[spec.name][others[int(rng.integers(0, len(others)))]][int(word_index)]
+            words[pos] = _CLASS_WORDS[spec.name][_another_label(rng, spec.labels, label)][int(word_index)]
     return words, rationale
 
 
@@ -358,8 +363,7 @@ def _make_split(spec: SyntheticTaskSpec, split: str, n: int) -> list[Example]:
         # so noise-free data is the same as before the option existed)
         text_label = label
         if spec.label_noise > 0 and rng.random() < spec.label_noise:
-            others = [lab for lab in spec.labels if lab != label]
-            text_label = others[int(rng.integers(0, len(others)))]
+            text_label = _another_label(rng, spec.labels, label)
         if spec.name == "pair":
             words, rationale, query = _pair_example(rng, spec, text_label)
         else:

@@ -299,10 +299,9 @@ def _selection_key(record: dict, select_by: str = "accuracy") -> tuple[bool, flo
     Dev accuracy saturates at the label noise on easy data, where the first epoch reaching it would
     otherwise win over a generator that went on improving.
     """
-    loss = record.get("dev_loss", math.inf)  # no dev_loss: older runs
     if select_by == "invariance":
         return record["eligible"], -record.get("dev_objective", math.inf), 0.0
-    return record["eligible"], record["dev_acc"], -loss
+    return record["eligible"], record["dev_acc"], -record.get("dev_loss", math.inf)  # no dev_loss: older runs
 
 
 def _dev_objective(record: dict, lambda_diff: float) -> float | None:
