@@ -263,6 +263,11 @@ def test_invariance_selection_trains_and_logs_environment_losses(tmp_path: Path)
     assert len(game_epoch["dev_loss_by_env"]) == 2 and game_epoch["dev_loss_e"] > 0
     assert game_epoch["dev_objective"] == pytest.approx(game._dev_objective(game_epoch, cfg.lambda_diff))
     assert "dev_objective" in json.loads((run_dir / "selection.json").read_text())
+    # the gap's weight in selection can differ from the game's lambda_diff
+    weighed = json.loads((train_invrat(splits, cfg.model_copy(update={"selection_lambda": 1.0}), tmp_path / "weighed")
+                          / "metrics.json").read_text())[-1]
+    assert weighed["dev_objective"] == pytest.approx(game._dev_objective(weighed, 1.0))
+    assert cfg.lambda_diff != 1.0 and weighed["dev_loss_by_env"][0] != weighed["dev_loss_by_env"][1]
     # the plain RNP reads no environment information: its criterion is the dev loss of f_i
     rnp_epoch = json.loads((train_invrat(splits, cfg.model_copy(update={"use_env_player": False}), tmp_path / "rnp")
                             / "metrics.json").read_text())[-1]

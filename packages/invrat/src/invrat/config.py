@@ -129,10 +129,19 @@ class InvRatConfig(BaseModel):
         "accuracy",
         description=(
             "What model selection ranks eligible epochs by. accuracy: dev accuracy of f_i, ties to its lower dev loss "
-            "(the paper). invariance: the lower dev loss of f_i plus lambda_diff times the gap between its worst and "
+            "(the paper). invariance: the lower dev loss of f_i plus selection_lambda times the gap between its worst and "
             "best dev environment (the risk-extrapolation test of invariance, Krueger et al. 2021); it needs the dev "
             "examples' environments (policy column, or the hash rule). Dev data drawn like the training data rewards a "
             "rationale holding a spurious feature with higher accuracy; the environment gap exposes it. Not in the paper."
+        ),
+    )
+    selection_lambda: float | None = Field(
+        None,
+        ge=0.0,
+        description=(
+            "select_by = 'invariance': the weight of the dev environment gap (None: lambda_diff). The gap between two "
+            "environments' mean dev losses has a sampling spread of about 0.7 / sqrt(examples per environment) nats, "
+            "which a large weight turns into noise that can rank a rationale of filler words first on a small dev set."
         ),
     )
     selection: Selection = Field(

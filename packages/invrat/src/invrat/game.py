@@ -304,8 +304,8 @@ def _selection_key(record: dict, select_by: str = "accuracy") -> tuple[bool, flo
     return record["eligible"], record["dev_acc"], -record.get("dev_loss", math.inf)  # no dev_loss: older runs
 
 
-def _dev_objective(record: dict, lambda_diff: float) -> float | None:
-    """Dev loss of f_i + lambda_diff * (worst - best dev environment's loss of f_i); None without dev envs.
+def _dev_objective(record: dict, gap_weight: float) -> float | None:
+    """Dev loss of f_i + gap_weight * (worst - best dev environment's loss of f_i); None without dev envs.
 
     Not the game's own h(L_i - L_e): that reads f_e, which lags behind the generator (measured on the
     synthetic budget setting, where it ranked an epoch holding the spurious token first).
@@ -313,7 +313,7 @@ def _dev_objective(record: dict, lambda_diff: float) -> float | None:
     by_env = record.get("dev_loss_by_env")
     if not by_env:
         return None
-    return record["dev_loss"] + lambda_diff * (max(by_env) - min(by_env))
+    return record["dev_loss"] + gap_weight * (max(by_env) - min(by_env))
 
 
 def _fit_reference_envs(
@@ -452,6 +452,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     # With one environment f_e sees a constant one-hot: L_i - L_e carries no signal, so f_e is not trained.
     env_player = config.use_env_player and len(env_order) > 1
     lambda_diff = config.lambda_diff if env_player else 0.0
+    gap_weight = (config.lambda_diff if config.selection_lambda is None else config.selection_lambda) if env_player else 0.0
     schedule = config.active_schedule() if env_player else [p for p in config.schedule if p != "fe"]
     batches_per_epoch = math.ceil(len(train_data.labels) / config.batch_size)
 
@@ -500,7 +501,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                 **evaluate_players(players, val_data, config, device, gold, env_player=env_player),
                 "seconds": time.perf_counter() - t0,
             }
-            objective = _dev_objective(record, lambda_diff)  # 0 with the env player off: no env information at all
+            objective = _dev_objective(record, gap_weight)  # 0 with the env player off: no env information at all
             if objective is not None:
                 record["dev_objective"] = objective
             record["eligible"] = not warmup and _eligible(record, config)
