@@ -6,7 +6,8 @@ task and method: spurious-token selection rate on test, planted-rationale token 
 macro, via the shared scorer), test accuracy of f_i, selection rate.
 
 Usage:  python benchmarks/bench_invrat_synthetic.py [--setting S] [--tasks T ...] [--seeds 0 1 ...] [--jobs 2]
-Writes benchmarks/results/bench_invrat_synthetic_<setting>.json (see SETTINGS).
+Writes benchmarks/results/bench_invrat_synthetic_<setting>.json (see SETTINGS); ``--runs-dir D`` keeps every
+run dir (per-epoch and per-restart metrics) and makes a rerun resume them.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def run_one(task: str, env_player: bool, seed: int, args: argparse.Namespace, fo
     cfg = InvRatConfig(**{**BASE, **invrat_overrides, "use_env_player": env_player, "epochs": args.epochs,
                           "restarts": args.restarts, "seed": seed, **dict(args.set)})
     start = time.perf_counter()
-    run_dir = train_invrat(splits, cfg, folder / f"{task}_{'invrat' if env_player else 'rnp'}_{seed}")
+    # kept run dirs (--runs-dir) resume: a finished run returns at once, a killed one goes on
+    run_dir = train_invrat(splits, cfg, folder / f"{task}_{'invrat' if env_player else 'rnp'}_{seed}",
+                           resume=args.runs_dir is not None)
     seconds = time.perf_counter() - start
     rationales = Rationalizer(run_dir, device="cpu")(splits.test)
     scores = summary(score_results(to_results(rationales), examples_to_annotations(splits.test)))
@@ -145,6 +148,9 @@ def main() -> None:
     parser.add_argument("--data", type=_override, action="append", default=[], metavar="KEY=VALUE",
                         help="a synthetic-task option for every run, e.g. --data label_noise=0.3 or --data train_rates=[0.95,0.65] "
                         "(repeatable)")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="keep every run dir here (metrics.json per epoch and restart; a rerun resumes them); "
+                        "default: a temporary folder")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: benchmarks/results/bench_invrat_synthetic_<setting>.json")
     args = parser.parse_args()
@@ -158,7 +164,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(
         max_workers=args.jobs, initializer=torch.set_num_threads, initargs=(args.threads,)
     ) as pool:
-        futures = {pool.submit(run_one, task, method == "invrat", seed, args, Path(tmp)): (task, method, seed)
+        folder = args.runs_dir or Path(tmp)
+        futures = {pool.submit(run_one, task, method == "invrat", seed, args, folder): (task, method, seed)
                    for task, method, seed in jobs}
         for future in as_completed(futures):
             row = rows[futures[future]] = future.result()
@@ -178,7 +185,7 @@ def main() -> None:
             print(f"{task:>10} {method:>7} mean of {len(mine)}: "
                   + "  ".join(f"{k} {summary[-1]['mean_' + k]:.3f}" for k in SUMMARISED), flush=True)
     write_json_atomic(args.out, {"benchmark": "invrat vs rnp on polluted synthetic tasks",
-                                 "args": vars(args) | {"out": str(args.out)}, "summary": summary, "rows": ordered})
+                                 "args": vars(args) | {"out": str(args.out), "runs_dir": args.runs_dir and str(args.runs_dir)}, "summary": summary, "rows": ordered})
 
 if __name__ == "__main__":
     main()
