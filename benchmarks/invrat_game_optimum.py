@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,7 +69,8 @@ def documents(n_labels: int, word_noise: float, train_rates: Sequence[float]) ->
     ):
         rate = train_rates[env] if label == 0 else 1 - train_rates[env]
         prob = word_prob(word1, label) * word_prob(word2, label) * (rate if token else 1 - rate)
-        kinds.append(Document(prob / (n_labels * len(train_rates)), label, env, word1, word2, token))
+        if prob > 0:  # a rate of 0 or 1 leaves some kinds impossible
+            kinds.append(Document(prob / (n_labels * len(train_rates)), label, env, word1, word2, token))
     return kinds
 
 
@@ -140,21 +142,24 @@ def optimum_by_lambda(
 
 
 def break_even(docs: Sequence[Document], policy: Policy, reference: Policy) -> float:
-    """The lambda_diff above which ``policy`` loses to ``reference`` (a policy without the token)."""
+    """The lambda_diff above which ``policy`` loses to ``reference`` (a policy without the token);
+    0 when it never gains on it."""
     loss_i, loss_e = bayes_losses(docs, policy)
     ref_i, _ = bayes_losses(docs, reference)
-    return (ref_i - loss_i) / (loss_i - loss_e)
+    return max(0.0, (ref_i - loss_i) / (loss_i - loss_e))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--word-noise", type=float, default=0.25)
-    parser.add_argument("--lambdas", type=float, nargs="+", default=[1, 2, 3, 4, 5, 5.9, 6, 8, 10, 20])
+    parser.add_argument("--lambdas", type=float, nargs="+", default=[0, 1, 2, 3, 4, 5, 5.9, 6, 8, 10, 20])
     parser.add_argument("--tasks", nargs="+", default=["sentiment", "topic"])
+    parser.add_argument("--train-rates", type=float, nargs=2, default=None,
+                        help="the token's rate for the first label in env0 and env1 (default: the synthetic default)")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "invrat_game_optimum.json")
     args = parser.parse_args()
-    rates = SyntheticTaskSpec(name="sentiment").train_rates
-    result: dict = {"command": "python benchmarks/invrat_game_optimum.py", "word_noise": args.word_noise,
+    rates = tuple(args.train_rates or SyntheticTaskSpec(name="sentiment").train_rates)
+    result: dict = {"command": " ".join(["python", *sys.argv]), "word_noise": args.word_noise,
                     "train_rates": list(rates), "tasks": {}}
     for task in args.tasks:
         n_labels = len(TASK_LABELS[task])
