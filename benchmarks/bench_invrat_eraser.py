@@ -16,19 +16,23 @@ of Rational LAMOL (a task's ``rationales = "<file>"``, or ``rational-lamol cci -
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from invrat import Rationalizer, load_config, to_annotations, to_results, train_invrat
+from invrat import Rationale, Rationalizer, load_config, to_annotations, to_results, train_invrat
 from rationale_commons.eraser_io import examples_to_annotations, write_annotations
 from rationale_commons.loaders import load_data
 from rationale_commons.metrics.eraser import score_results, summary
 from rationale_commons.runtime import write_json_atomic
+from rationale_commons.spans import mask_to_spans
 
 HERE = Path(__file__).resolve().parent
 SHARED_DATA = Path(os.environ.get("RATIONALE_SHARED_DATA", HERE.parents[0].parent / "shared" / "data"))
@@ -38,6 +42,36 @@ ERASER_TABLE3_MOVIES = {
     "Lei et al. (2016), labels only": {"macro_f1": 0.920, "iou_f1": 0.012, "token_f1": 0.322},
     "Lei et al. (2016), with rationale supervision": {"macro_f1": 0.914, "iou_f1": 0.124, "token_f1": 0.285},
 }
+
+
+def random_rationales(rationales: Sequence[Rationale], window: int, rng: random.Random, *, spans: bool) -> list[Rationale]:
+    """Chance rationales as long as the model's, within the words it could read (the first ``window``):
+    the same number of words per document at uniform positions, or (``spans``) the model's own span
+    lengths at uniform starts. A score near theirs says the metric rewards length, not placement."""
+    out = []
+    for r in rationales:
+        n = min(window, len(r.mask))
+        mask = [0] * len(r.mask)
+        if spans:
+            for start, end in mask_to_spans(r.mask):
+                first = rng.randrange(max(1, n - (end - start) + 1))
+                mask[first:first + end - start] = [1] * (end - start)
+        else:
+            for i in rng.sample(range(n), min(n, sum(r.mask))):
+                mask[i] = 1
+        out.append(dataclasses.replace(r, mask=mask))
+    return out
+
+
+def chance_scores(rationales: Sequence[Rationale], gold: Sequence, window: int, draws: int = 5) -> dict[str, dict[str, float]]:
+    """Token and IOU F1 of random rationales of the model's length (mean of ``draws`` seeded draws)."""
+    rng = random.Random(0)
+    result = {}
+    for name, spans in (("random_words", False), ("random_spans", True)):
+        scores = [summary(score_results(to_results(random_rationales(rationales, window, rng, spans=spans)), gold))
+                  for _ in range(draws)]
+        result[name] = {key: round(sum(s[key] for s in scores) / draws, 4) for key in ("token_f1", "iou_f1")}
+    return result
 
 
 def main() -> None:
@@ -64,7 +98,9 @@ def main() -> None:
     rationalizer = Rationalizer(run_dir)
     rationales = {"test": rationalizer(splits.test)}
     rationalize_seconds = time.perf_counter() - start
-    scores = summary(score_results(to_results(rationales["test"]), examples_to_annotations(splits.test)))
+    gold = examples_to_annotations(splits.test)
+    scores = summary(score_results(to_results(rationales["test"]), gold))
+    chance = chance_scores(rationales["test"], gold, config.max_len)
     written = {}
     if args.annotations:
         for split in ("train", "val", "test"):  # the test rationales are the ones just scored
@@ -79,6 +115,7 @@ def main() -> None:
         + (f" --epochs {args.epochs}" if args.epochs else "") + (" --resume" if args.resume else ""),
         "config": config.model_dump(mode="json"),
         "test": scores,
+        "chance": chance,  # random rationales of the same lengths, for scale
         "n_test": len(splits.test),
         "train_seconds": round(train_seconds, 1),  # this invocation
         "train_seconds_all_epochs": round(sum(m["seconds"] for m in json.loads((Path(run_dir) / "metrics.json").read_text())), 1),
@@ -90,6 +127,8 @@ def main() -> None:
     out = args.json or HERE / "results" / f"bench_invrat_{task}.json"
     write_json_atomic(out, result)
     print(f"{task}: " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, float)))
+    print("chance (random rationales of the same lengths): " + "  ".join(
+        f"{name} token_f1 {v['token_f1']:.3f} iou_f1 {v['iou_f1']:.3f}" for name, v in chance.items()))
     print(f"written {out}")
 
 
