@@ -130,13 +130,13 @@ def optimum_by_lambda(
 ) -> list[dict]:
     """For each lambda_diff, the policy minimising ``L_i + lambda * max(0, L_i - L_e)``."""
     token_kinds = sum(d.prob for d in docs if d.token)
+    kinds = list(itertools.product(range(n_labels), repeat=2))
     rows = []
     for lam in lambdas:
         choice, (loss_i, loss_e) = min(scored.items(), key=lambda kv: kv[1][0] + lam * max(0.0, kv[1][0] - kv[1][1]))
-        kinds = list(itertools.product(range(n_labels), repeat=2))
         taken = {kind for kind, pick in zip(kinds, choice, strict=True) if pick}
         share = sum(d.prob for d in docs if d.token and (d.word1, d.word2) in taken) / token_kinds
-        rows.append({"lambda_diff": lam, "loss_i": round(loss_i, 4), "env_gap": round(loss_i - loss_e, 4),
+        rows.append({"lambda_diff": lam, "loss_i": round(loss_i, 4), "penalty": round(loss_i - loss_e, 4),
                      "token_taken_share": round(share, 4), "invariant": not taken})
     return rows
 
@@ -182,7 +182,7 @@ def main() -> None:
               f"{result['tasks'][task]['break_even_token_where_words_disagree']}")
         for row in rows:
             print(f"  lambda_diff {row['lambda_diff']:5}: optimum takes the token in {row['token_taken_share']:.1%} "
-                  f"of the documents holding it (L_i {row['loss_i']}, env gap {row['env_gap']})")
+                  f"of the documents holding it (L_i {row['loss_i']}, L_i - L_e {row['penalty']})")
     write_json_atomic(args.json, result)
     print(f"written {args.json}")
 

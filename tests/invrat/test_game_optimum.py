@@ -49,7 +49,7 @@ def test_optimum_is_invariant_only_above_the_threshold() -> None:
     threshold = optimum.invariance_threshold(scored)
     below, above = optimum.optimum_by_lambda(docs, scored, 2, [threshold - 0.1, threshold + 0.1])
     assert not below["invariant"] and below["token_taken_share"] > 0
-    assert above["invariant"] and above["token_taken_share"] == 0 and above["env_gap"] == 0
+    assert above["invariant"] and above["token_taken_share"] == 0 and above["penalty"] == 0
 
 
 def test_without_environment_dependence_the_token_is_never_penalised() -> None:
