@@ -6,7 +6,7 @@ JSON puts the ERASER paper's Table 3 rows beside it (Lei et al. 2016 on the same
 
     python benchmarks/bench_invrat_eraser.py [--data ../shared/data/eraser/movies]
         [--config benchmarks/invrat_movies.toml] [--out runs/invrat-movies] [--resume]
-        [--annotations]
+        [--annotations] [--set KEY=VALUE ...]
 
 Writes benchmarks/results/bench_invrat_<task>.json; with --annotations also the generated
 rationales of every split as ERASER annotation files (<out>/annotations_<split>.jsonl), the input
@@ -26,6 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+# this folder is on sys.path: the same KEY=VALUE syntax as the synthetic benchmark
+from bench_invrat_synthetic import parse_override
 
 from invrat import Rationale, Rationalizer, load_config, to_annotations, to_results, train_invrat
 from rationale_commons.eraser_io import examples_to_annotations, write_annotations
@@ -84,9 +87,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--annotations", action="store_true", help="write every split's rationales as ERASER annotations")
+    parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the config file, e.g. --set max_len=2000")
     args = parser.parse_args()
 
-    config = load_config(args.config, progress=False, epochs=args.epochs)
+    config = load_config(args.config, **({"progress": False} | dict(args.set) | ({"epochs": args.epochs} if args.epochs else {})))
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     splits = load_data(str(args.data))
@@ -112,7 +117,8 @@ def main() -> None:
     result = {
         "benchmark": f"invrat on ERASER {task}, trained from labels only",
         "command": f"python benchmarks/bench_invrat_eraser.py --data {args.data} --config {args.config}"
-        + (f" --epochs {args.epochs}" if args.epochs else "") + (" --resume" if args.resume else ""),
+        + (f" --epochs {args.epochs}" if args.epochs else "") + (" --resume" if args.resume else "")
+        + "".join(f" --set {key}={json.dumps(value)}" for key, value in args.set),
         "config": config.model_dump(mode="json"),
         "test": scores,
         "chance": chance,  # random rationales of the same lengths, for scale

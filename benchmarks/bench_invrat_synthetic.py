@@ -118,7 +118,7 @@ def run_one(task: str, env_player: bool, seed: int, args: argparse.Namespace, fo
     }
 
 
-def _override(text: str) -> tuple[str, object]:
+def parse_override(text: str) -> tuple[str, object]:
     """``key=value`` with a JSON value (``2``, ``true``, ``"x"``), else the raw string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -142,10 +142,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (processes); jobs x threads <= cores")
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="matched")
-    parser.add_argument("--set", type=_override, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
                         help="an InvRatConfig field for every run, e.g. --set lambda_diff=2 or --set selection=top_alpha "
                         "(repeatable)")
-    parser.add_argument("--data", type=_override, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--data", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
                         help="a synthetic-task option for every run, e.g. --data label_noise=0.3 or --data train_rates=[0.95,0.65] "
                         "(repeatable)")
     parser.add_argument("--runs-dir", type=Path, default=None,
