@@ -91,7 +91,10 @@ def main() -> None:
                         help="override a field of the config file, e.g. --set max_len=2000")
     args = parser.parse_args()
 
-    config = load_config(args.config, **({"progress": False} | dict(args.set) | ({"epochs": args.epochs} if args.epochs else {})))
+    overrides = {"progress": False, **dict(args.set)}
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    config = load_config(args.config, **overrides)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     splits = load_data(str(args.data))
