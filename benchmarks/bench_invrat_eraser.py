@@ -50,7 +50,8 @@ ERASER_TABLE3_MOVIES = {
 def random_rationales(rationales: Sequence[Rationale], window: int, rng: random.Random, *, spans: bool) -> list[Rationale]:
     """Chance rationales as long as the model's, within the words it could read (the first ``window``):
     the same number of words per document at uniform positions, or (``spans``) the model's own span
-    lengths at uniform starts. A score near theirs says the metric rewards length, not placement."""
+    lengths at uniform starts (spans may overlap, so slightly fewer words). A score near theirs says
+    the metric rewards length, not placement."""
     out = []
     for r in rationales:
         n = min(window, len(r.mask))
