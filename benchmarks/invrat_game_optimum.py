@@ -54,6 +54,26 @@ View = tuple
 Policy = Callable[[int, int, bool], View]
 
 
+def both_words(word1: int, word2: int, token: bool) -> View:
+    """The invariant rationale: the two planted words, never the token."""
+    return ("words", word1, word2)
+
+
+def token_everywhere(word1: int, word2: int, token: bool) -> View:
+    """The first planted word and the token in every document holding it."""
+    return ("token", word1) if token else ("words", word1, word2)
+
+
+def token_where_words_disagree(word1: int, word2: int, token: bool) -> View:
+    """The first planted word and the token where the two planted words disagree."""
+    return ("token", word1) if token and word1 != word2 else ("words", word1, word2)
+
+
+def word_pairs(n_labels: int) -> list[tuple[int, int]]:
+    """The classes of a document's two planted words, in the order a policy's choice tuple follows."""
+    return list(itertools.product(range(n_labels), repeat=2))
+
+
 def documents(n_labels: int, word_noise: float, train_rates: Sequence[float]) -> list[Document]:
     """Every kind of training document, the label uniform and the environments equally likely.
 
@@ -76,10 +96,10 @@ def documents(n_labels: int, word_noise: float, train_rates: Sequence[float]) ->
 
 def bayes_losses(docs: Sequence[Document], policy: Policy) -> tuple[float, float]:
     """Cross-entropies (nats) of the Bayes-optimal f_i and f_e on the rationales a policy selects."""
+    views = [policy(d.word1, d.word2, d.token) for d in docs]
     joint_i: dict = defaultdict(float)
     joint_e: dict = defaultdict(float)
-    for d in docs:
-        view = policy(d.word1, d.word2, d.token)
+    for d, view in zip(docs, views, strict=True):
         joint_i[view, d.label] += d.prob
         joint_e[view, d.env, d.label] += d.prob
     marginal_i: dict = defaultdict(float)
@@ -89,8 +109,7 @@ def bayes_losses(docs: Sequence[Document], policy: Policy) -> tuple[float, float
     for (view, env, _), p in joint_e.items():
         marginal_e[view, env] += p
     loss_i = loss_e = 0.0
-    for d in docs:
-        view = policy(d.word1, d.word2, d.token)
+    for d, view in zip(docs, views, strict=True):
         loss_i -= d.prob * math.log(joint_i[view, d.label] / marginal_i[view])
         loss_e -= d.prob * math.log(joint_e[view, d.env, d.label] / marginal_e[view, d.env])
     return loss_i, loss_e
@@ -99,7 +118,7 @@ def bayes_losses(docs: Sequence[Document], policy: Policy) -> tuple[float, float
 def all_policies(n_labels: int) -> dict[tuple[int, ...], Policy]:
     """Every per-document choice for documents with the token: both words (0), the first word and
     the token (1) or the second word and the token (2); documents without it keep both words."""
-    kinds = list(itertools.product(range(n_labels), repeat=2))
+    kinds = word_pairs(n_labels)
 
     def policy_for(choice: tuple[int, ...]) -> Policy:
         table = dict(zip(kinds, choice, strict=True))
@@ -130,7 +149,7 @@ def optimum_by_lambda(
 ) -> list[dict]:
     """For each lambda_diff, the policy minimising ``L_i + lambda * max(0, L_i - L_e)``."""
     token_kinds = sum(d.prob for d in docs if d.token)
-    kinds = list(itertools.product(range(n_labels), repeat=2))
+    kinds = word_pairs(n_labels)
     rows = []
     for lam in lambdas:
         choice, (loss_i, loss_e) = min(scored.items(), key=lambda kv: kv[1][0] + lam * max(0.0, kv[1][0] - kv[1][1]))
@@ -164,15 +183,12 @@ def main() -> None:
     for task in args.tasks:
         n_labels = len(TASK_LABELS[task])
         docs = documents(n_labels, args.word_noise, rates)
-        both: Policy = lambda w1, w2, token: ("words", w1, w2)  # noqa: E731
-        always: Policy = lambda w1, w2, token: ("token", w1) if token else ("words", w1, w2)  # noqa: E731
-        disagree: Policy = lambda w1, w2, token: ("token", w1) if token and w1 != w2 else ("words", w1, w2)  # noqa: E731
         scored = score_policies(docs, n_labels)
         rows = optimum_by_lambda(docs, scored, n_labels, args.lambdas)
         result["tasks"][task] = {
             "invariant_optimum_from_lambda_diff": round(invariance_threshold(scored), 3),
-            "break_even_token_always": round(break_even(docs, always, both), 3),
-            "break_even_token_where_words_disagree": round(break_even(docs, disagree, both), 3),
+            "break_even_token_always": round(break_even(docs, token_everywhere, both_words), 3),
+            "break_even_token_where_words_disagree": round(break_even(docs, token_where_words_disagree, both_words), 3),
             "optimum": rows,
         }
         print(f"{task}: the optimum is the invariant rationale from lambda_diff "

@@ -15,14 +15,6 @@ optimum = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(optimum)
 
 
-def both_words(w1: int, w2: int, token: bool) -> tuple:
-    return ("words", w1, w2)
-
-
-def token_where_words_disagree(w1: int, w2: int, token: bool) -> tuple:
-    return ("token", w1) if token and w1 != w2 else ("words", w1, w2)
-
-
 def cross_entropy(p: float, q: float) -> float:
     return -(p * math.log(q) + (1 - p) * math.log(1 - q))
 
@@ -39,7 +31,7 @@ def test_token_where_the_words_disagree_is_worth_six_times_its_penalty() -> None
     loss_e = (cross_entropy(0.9, 0.9) + cross_entropy(0.7, 0.7)) / 2
     by_hand = (math.log(2) - loss_i) / (loss_i - loss_e)
     docs = optimum.documents(2, 0.25, (0.9, 0.7))
-    assert optimum.break_even(docs, token_where_words_disagree, both_words) == pytest.approx(by_hand)
+    assert optimum.break_even(docs, optimum.token_where_words_disagree, optimum.both_words) == pytest.approx(by_hand)
     assert by_hand == pytest.approx(5.944, abs=1e-3)
 
 
@@ -54,5 +46,5 @@ def test_optimum_is_invariant_only_above_the_threshold() -> None:
 
 def test_without_environment_dependence_the_token_is_never_penalised() -> None:
     docs = optimum.documents(2, 0.25, (0.8, 0.8))
-    loss_i, loss_e = optimum.bayes_losses(docs, token_where_words_disagree)
+    loss_i, loss_e = optimum.bayes_losses(docs, optimum.token_where_words_disagree)
     assert loss_i == pytest.approx(loss_e)
