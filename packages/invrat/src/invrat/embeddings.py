@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from invrat.config import InvRatConfig
-from invrat.vocab import PAD_ID, Vocab
+from invrat.encoder import ContextualWords, contextual_words
+from invrat.vocab import PAD_ID, SEP_ID, UNK_ID, Vocab
 from rationale_commons.errors import DataError
 
 
@@ -76,10 +77,14 @@ def read_glove_package(vocab: Vocab) -> dict[str, np.ndarray]:
     return {w: np.asarray(vectors[i]) for i, w in enumerate(words) if w in wanted}
 
 
-def initial_embeddings(config: InvRatConfig, vocab: Vocab) -> tuple[torch.Tensor | None, dict[str, object]]:
-    """(V, D) initial vectors, or None for scratch (nn.Embedding's own init); plus a summary for the run dir."""
-    if config.embedding == "scratch" or config.embedding == "minilm":
+def initial_embeddings(config: InvRatConfig, vocab: Vocab) -> tuple[torch.Tensor | ContextualWords | None, dict[str, object]]:
+    """(V, D) initial vectors, None for scratch (nn.Embedding's own init), or the frozen encoder (minilm);
+    plus a summary for the run dir."""
+    if config.embedding == "scratch":
         return None, {"embedding": config.embedding, "dim": config.embedding_dim}
+    if config.embedding == "minilm":
+        words = contextual_words(vocab.itos, {PAD_ID: None, UNK_ID: "[UNK]", SEP_ID: "[SEP]"})
+        return words, {"embedding": config.embedding, "dim": words.embedding_dim}
     if config.embedding == "glove_file":
         assert config.glove_path is not None
         lookup = read_glove_file(config.glove_path, vocab)

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from invrat.config import InvRatConfig
 from invrat.embeddings import initial_embeddings
+from invrat.encoder import ContextualWords
 from invrat.environments import (
     dev_environments,
     environments_for,
@@ -46,6 +47,7 @@ from invrat.losses import generator_objective
 from invrat.model import (
     Generator,
     Predictor,
+    WordFeatures,
     inference_rationale,
     make_embedding,
     predictor_input_mask,
@@ -69,12 +71,15 @@ RUN_FILES = ("config.json", "vocab.json", "labels.json", "model.safetensors")
 
 
 def build_players(
-    config: InvRatConfig, vocab_size: int, n_labels: int, n_envs: int, init: torch.Tensor | None
+    config: InvRatConfig, vocab_size: int, n_labels: int, n_envs: int, init: torch.Tensor | ContextualWords | None
 ) -> nn.ModuleDict:
-    """g, f_i, f_e, each with its own embedding layer (as in the reference)."""
-    dim = init.shape[1] if init is not None else config.embedding_dim
+    """g, f_i, f_e, each with its own embedding layer (as in the reference; a frozen encoder is shared)."""
+    if isinstance(init, ContextualWords):
+        dim = init.embedding_dim
+    else:
+        dim = init.shape[1] if init is not None else config.embedding_dim
 
-    def emb() -> nn.Embedding:
+    def emb() -> WordFeatures:
         return make_embedding(vocab_size, dim, init, freeze=config.freeze_embeddings)
 
     fi = Predictor(emb(), config.hidden_dim, n_labels, 0, config.dropout)
@@ -318,7 +323,7 @@ def _dev_objective(record: dict, gap_weight: float) -> float | None:
 
 def _fit_reference_envs(
     data: Prepared, vocab_size: int, n_labels: int, config: InvRatConfig, device: str,
-    init: torch.Tensor | None,
+    init: torch.Tensor | ContextualWords | None,
 ) -> list[str]:
     """``infer`` policy: a plain rationalizer (one environment) trained briefly; envs from its correctness."""
     ref_cfg = config.model_copy(update={"use_env_player": False, "lambda_diff": 0.0})

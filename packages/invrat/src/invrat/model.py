@@ -11,10 +11,16 @@ import math
 import torch
 from torch import nn
 
+from invrat.encoder import ContextualWords
 from invrat.losses import straight_through
 
+WordFeatures = nn.Embedding | ContextualWords  # what a player reads words through
 
-def make_embedding(vocab_size: int, dim: int, init: torch.Tensor | None, *, freeze: bool) -> nn.Embedding:
+
+def make_embedding(vocab_size: int, dim: int, init: torch.Tensor | ContextualWords | None, *, freeze: bool) -> WordFeatures:
+    """A player's word features: a table (random, or copied from ``init`` vectors) or the shared frozen encoder."""
+    if isinstance(init, ContextualWords):
+        return init
     emb = nn.Embedding(vocab_size, dim, padding_idx=0)
     if init is not None:
         emb.weight.data.copy_(init)
@@ -54,7 +60,7 @@ class BiGRU(nn.Module):
 class Generator(nn.Module):
     """g: a selection logit per token; the caller turns it into a hard mask."""
 
-    def __init__(self, embedding: nn.Embedding, hidden_dim: int, dropout: float, alpha: float = 0.5) -> None:
+    def __init__(self, embedding: WordFeatures, hidden_dim: int, dropout: float, alpha: float = 0.5) -> None:
         super().__init__()
         self.embedding = embedding
         self.drop = nn.Dropout(dropout)
@@ -74,12 +80,12 @@ class Generator(nn.Module):
 class Predictor(nn.Module):
     """f_i (``n_envs == 0``) or f_e: predicts the label from the masked tokens.
 
-    Unselected token embeddings are zeroed; f_e concatenates the one-hot of the
+    Unselected words' vectors are zeroed (and hidden from a contextual encoder); f_e concatenates the one-hot of the
     example's environment to every token embedding (any number of environments).
     The sequence is max-pooled over real positions.
     """
 
-    def __init__(self, embedding: nn.Embedding, hidden_dim: int, n_labels: int, n_envs: int, dropout: float) -> None:
+    def __init__(self, embedding: WordFeatures, hidden_dim: int, n_labels: int, n_envs: int, dropout: float) -> None:
         super().__init__()
         self.embedding = embedding
         self.n_envs = n_envs
@@ -95,7 +101,9 @@ class Predictor(nn.Module):
         real_mask: torch.Tensor,
         envs: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = self.drop(self.embedding(ids)) * z.unsqueeze(-1).to(self.embedding.weight.dtype)  # (B, T, D)
+        # the encoder must not read the unselected words at all; a table's vectors are zeroed after the lookup
+        words = self.embedding(ids, z) if isinstance(self.embedding, ContextualWords) else self.embedding(ids)
+        x = self.drop(words) * z.unsqueeze(-1).to(words.dtype)  # (B, T, D)
         if self.n_envs:
             if envs is None:
                 raise ValueError("the environment-aware predictor needs envs")

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from invrat.config import SELECTIONS, InvRatConfig
+from invrat.embeddings import initial_embeddings
 from invrat.game import RUN_FILES, _autocast, build_players, length_sorted_batches
 from invrat.model import inference_rationale, predictor_input_mask
 from invrat.vocab import Vocab, collate, encode
@@ -61,11 +62,13 @@ class Rationalizer:
             if selection not in SELECTIONS:
                 raise DataError(f"selection must be one of {', '.join(map(repr, SELECTIONS))}, got {selection!r}")
             self.config = self.config.model_copy(update={"selection": selection})
-        n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - state["fe.embedding.weight"].shape[1]
-        dim = state["g.embedding.weight"].shape[1]
+        dim = state["g.encoder.forward_gru.weight_ih_l0"].shape[1]  # word vector size, whatever its source
+        n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - dim
         cfg = self.config.model_copy(update={"embedding_dim": dim})
         self.device = choose_device(device or self.config.device)
-        self.players = build_players(cfg, len(self.vocab), len(self.labels), n_envs, None)
+        # a table's vectors are in the state; a frozen encoder is not saved and comes from its package
+        words = initial_embeddings(cfg, self.vocab)[0] if cfg.embedding == "minilm" else None
+        self.players = build_players(cfg, len(self.vocab), len(self.labels), n_envs, words)
         self.players.load_state_dict(state)
         self.players.to(self.device).eval()
 
