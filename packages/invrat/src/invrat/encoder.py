@@ -6,9 +6,10 @@ its own GRU over them, but the vector is the mean of the word's word-piece state
 
 Faithfulness: a predictor must learn the label from the rationale alone, so the encoder runs on
 the shown words only. ``z`` scales each word piece's input vector: a word left out of the rationale
-keeps one position (as a zeroed static vector does) but none of its content nor its length in
-pieces, so no selected word's state can carry anything of an unselected word. The gradient of ``z`` flows through the frozen
-encoder, which keeps the straight-through estimator the GRU players use.
+keeps one position (as a zeroed static vector does) but neither its content nor its length in
+pieces, so no selected word's state can carry anything of an unselected word. The gradient of
+``z`` flows through the frozen encoder, which keeps the straight-through estimator the GRU
+players use.
 
 Words map to pieces through the run's vocabulary (a table built once, never saved: it is derived
 from ``vocab.json`` and the tokenizer), so a word outside the training vocabulary reads as
