@@ -141,6 +141,23 @@ def test_fixed_budget_training_selects_alpha_of_every_document(tmp_path: Path, m
     assert json.loads((run_dir / "config.json").read_text())["train_selection"] == "top_alpha"
 
 
+def test_generator_steps_draw_their_own_batch_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """generator_batch_size: every generator step sees that many examples; the predictors keep batch_size."""
+    splits = make_task("sentiment", seed=3, n_train=40, n_val=8, n_test=4, doc_words=(10, 10), polluted=True)
+    config = InvRatConfig(hidden_dim=8, embedding_dim=8, epochs=2, warmup_epochs=1, restarts=1, batch_size=8,
+                          generator_batch_size=24, schedule=["g", "fi", "fe"], progress=False, num_threads=1, device="cpu")
+    seen: dict[str, set[int]] = {}
+    real_step = game._player_step
+
+    def recording_step(player, players, opts, b, *args, **kwargs):
+        seen.setdefault(player, set()).add(int(b.ids.shape[0]))
+        return real_step(player, players, opts, b, *args, **kwargs)
+
+    monkeypatch.setattr(game, "_player_step", recording_step)
+    train_invrat(splits, config, tmp_path / "run")
+    assert seen["g"] == {24} and seen["fi"] == seen["fe"] == {8}
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     splits = make_task("sentiment", seed=1, n_train=32, n_val=8, n_test=4, doc_words=(8, 12), polluted=True)
     cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=3, warmup_epochs=1, restarts=2, batch_size=16,

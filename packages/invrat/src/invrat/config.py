@@ -115,6 +115,15 @@ class InvRatConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0.0, description="Adam weight decay.")
     grad_clip: float = Field(5.0, gt=0.0, description="Gradient-norm clip per player update.")
     batch_size: int = Field(32, ge=1, description="Training batch. CPU-sized (reference 500).")
+    generator_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Examples per generator step (None: batch_size), drawn at random from the training set. The penalty "
+            "h(L_i - L_e) of a small batch is mostly the two predictors' disagreement on those examples, a noise "
+            "the generator then follows; the reference's batch of 500 averages it out."
+        ),
+    )
     epochs: int = Field(10, ge=1, description="Epochs per restart. CPU-sized (reference 40).")
     selection_tolerance: float | None = Field(
         0.1,

@@ -495,6 +495,8 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                         logs.update(_player_step("fe", players, opts, b, config, device, temperature, 0.0, warmup=True))
                 else:
                     player = schedule[step % len(schedule)]
+                    if player == "g" and config.generator_batch_size:
+                        b = train_data.batch(rng.sample(order, min(len(order), config.generator_batch_size))).to(device)
                     logs = _player_step(player, players, opts, b, config, device, temperature, diff_weight)
                     step += 1
                 for key, v in logs.items():
