@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import invrat.game as game
 from invrat import InvRatConfig, rationalize, to_annotations, train_invrat
 from invrat.cli import app
+from invrat.vocab import Vocab
 from rationale_commons.eraser_io import write_eraser
 from rationale_commons.errors import DataError
 from rationale_commons.synthetic import make_task
@@ -156,6 +157,23 @@ def test_generator_steps_draw_their_own_batch_size(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(game, "_player_step", recording_step)
     train_invrat(splits, config, tmp_path / "run")
     assert seen["g"] == {24} and seen["fi"] == seen["fe"] == {8}
+
+
+def test_residual_env_predictor_starts_at_f_i_and_learns_a_correction(tmp_path: Path) -> None:
+    """env_residual: f_e's logits are f_i's plus a correction that starts at zero, so L_e = L_i at first."""
+    splits = make_task("sentiment", seed=1, n_train=32, n_val=16, n_test=4, doc_words=(10, 10), polluted=True)
+    config = InvRatConfig(hidden_dim=8, embedding_dim=8, epochs=2, warmup_epochs=1, restarts=1, batch_size=8,
+                          env_residual=True, select_by="invariance", progress=False, num_threads=1, device="cpu")
+    vocab = Vocab.build(list(splits.train))
+    players = game.build_players(config, len(vocab), 2, 2, None)
+    assert players["fe"].head.weight.abs().sum() == 0 and players["fe"].head.bias.abs().sum() == 0
+    index = {"negative": 0, "positive": 1}
+    envs = sorted({ex.env for ex in splits.val})
+    data = game.prepare(list(splits.val), vocab, index, config, [envs.index(ex.env) for ex in splits.val])
+    first = game.evaluate_players(players, data, config, "cpu")
+    assert first["dev_loss_e"] == pytest.approx(first["dev_loss"], abs=1e-6)
+    last = json.loads((train_invrat(splits, config, tmp_path / "run") / "metrics.json").read_text())[-1]
+    assert last["dev_loss_e"] != pytest.approx(last["dev_loss"], abs=1e-6)  # the correction was trained
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -94,6 +94,14 @@ class InvRatConfig(BaseModel):
     )
     penalty: Literal["relu", "identity"] = Field("relu", description="h in h(L_i - L_e).")
     use_env_player: bool = Field(True, description="False switches the environment-aware predictor off (plain RNP, for comparison).")
+    env_residual: bool = Field(
+        False,
+        description=(
+            "f_e predicts a correction added to f_i's logits (its output layer starts at zero), so L_e starts at L_i "
+            "and L_i - L_e measures only what the environment adds (not in the paper: there f_e is a second "
+            "predictor from scratch, which can lag behind f_i)."
+        ),
+    )
     schedule: list[str] = Field(
         default_factory=lambda: ["g", "fi", "fi", "fi", "fe", "fe", "fe"],
         description="Player updated at each step, cycled (g = generator, fi = env-agnostic, fe = env-aware predictor).",

@@ -83,13 +83,17 @@ def build_players(
         return make_embedding(vocab_size, dim, init, freeze=config.freeze_embeddings)
 
     fi = Predictor(emb(), config.hidden_dim, n_labels, 0, config.dropout)
-    return nn.ModuleDict(
+    players = nn.ModuleDict(
         {
             "g": Generator(fi.embedding if config.share_embeddings else emb(), config.hidden_dim, config.dropout, config.alpha),
             "fi": fi,
             "fe": Predictor(emb(), config.hidden_dim, n_labels, max(1, n_envs), config.dropout),
         }
     )
+    if config.env_residual:  # a correction to f_i's logits that starts at none
+        nn.init.zeros_(players["fe"].head.weight)
+        nn.init.zeros_(players["fe"].head.bias)
+    return players
 
 
 @dataclass
@@ -158,8 +162,10 @@ def evaluate_players(
             zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
             out = players["fi"](b.ids, b.lengths, zin, b.real_mask)
             if aware:
-                out_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs)
-                loss_e_sum += float(F.cross_entropy(out_e.float(), b.labels, reduction="sum"))
+                out_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs).float()
+                if config.env_residual:
+                    out_e = out_e + out.float()
+                loss_e_sum += float(F.cross_entropy(out_e, b.labels, reduction="sum"))
         correct += int((out.argmax(-1) == b.labels).sum())
         losses = F.cross_entropy(out.float(), b.labels, reduction="none")
         loss_sum += float(losses.sum())
@@ -224,11 +230,19 @@ def _player_step(
                 z, _ = draw_mask()
         zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
         logs: dict[str, float] = {}
+        logits_i = None
         if player in ("g", "fi"):
-            loss_i = F.cross_entropy(players["fi"](b.ids, b.lengths, zin, b.real_mask).float(), b.labels)
+            logits_i = players["fi"](b.ids, b.lengths, zin, b.real_mask).float()
+            loss_i = F.cross_entropy(logits_i, b.labels)
             logs["loss_i"] = float(loss_i.detach())
         if player == "fe" or (player == "g" and lambda_diff > 0):
-            loss_e = F.cross_entropy(players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs).float(), b.labels)
+            logits_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs).float()
+            if config.env_residual:
+                if logits_i is None:  # f_e's own step trains the correction only
+                    with torch.no_grad():
+                        logits_i = players["fi"](b.ids, b.lengths, zin, b.real_mask).float()
+                logits_e = logits_e + logits_i
+            loss_e = F.cross_entropy(logits_e, b.labels)
             logs["loss_e"] = float(loss_e.detach())
         if player == "g":
             terms = generator_objective(
