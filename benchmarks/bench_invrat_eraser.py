@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 # this folder is on sys.path: the same KEY=VALUE syntax as the synthetic benchmark
-from bench_invrat_synthetic import parse_override
+from bench_invrat_synthetic import format_overrides, parse_override
 
 from invrat import Rationale, Rationalizer, load_config, to_annotations, to_results, train_invrat
 from rationale_commons.eraser_io import examples_to_annotations, write_annotations
@@ -122,7 +122,7 @@ def main() -> None:
         "benchmark": f"invrat on ERASER {task}, trained from labels only",
         "command": f"python benchmarks/bench_invrat_eraser.py --data {args.data} --config {args.config}"
         + (f" --epochs {args.epochs}" if args.epochs else "") + (" --resume" if args.resume else "")
-        + "".join(f" --set {key}={json.dumps(value)}" for key, value in args.set),
+        + format_overrides(args.set),
         "config": config.model_dump(mode="json"),
         "test": scores,
         "chance": chance,  # random rationales of the same lengths, for scale

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 # this folder is on sys.path: the Movies benchmark's data default and KEY=VALUE syntax
 from bench_invrat_eraser import SHARED_DATA
-from bench_invrat_synthetic import parse_override
+from bench_invrat_synthetic import format_overrides, parse_override
 
 from invrat import load_config
 from invrat.embeddings import initial_embeddings
@@ -140,7 +140,7 @@ def main() -> None:
     result = {
         "benchmark": f"label ceiling of InvRat's f_i on {task}: whole documents (first max_len words), no rationale",
         "command": f"python benchmarks/bench_invrat_label_ceiling.py --data {args.data} --config {args.config} "
-        f"--epochs {args.epochs}" + "".join(f" --set {key}={json.dumps(value)}" for key, value in args.set),
+        f"--epochs {args.epochs}" + format_overrides(args.set),
         "config": config.model_dump(mode="json"),
         "selected_epoch": best["epoch"],
         "test": {"accuracy": report["accuracy"], "macro_f1": report["macro avg"]["f1-score"], "n": len(test)},

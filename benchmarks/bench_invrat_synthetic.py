@@ -129,6 +129,11 @@ def parse_override(text: str) -> tuple[str, object]:
         return key, value
 
 
+def format_overrides(pairs: list[tuple[str, object]]) -> str:
+    """The ``--set`` options that ``parse_override`` reads back, for a result's command line."""
+    return "".join(f" --set {key}={json.dumps(value)}" for key, value in pairs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=None, help="default: every task of the setting")

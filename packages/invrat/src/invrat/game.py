@@ -238,7 +238,7 @@ def _player_step(
         if player == "fe" or (player == "g" and lambda_diff > 0):
             logits_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs).float()
             if config.env_residual:
-                if logits_i is None:  # f_e's own step trains the correction only
+                if logits_i is None:  # f_e's own step trains the correction only (after f_e: dropout draws stay in order)
                     with torch.no_grad():
                         logits_i = players["fi"](b.ids, b.lengths, zin, b.real_mask).float()
                 logits_e = logits_e + logits_i
@@ -502,15 +502,17 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
             warmup = epoch < config.warmup_epochs
             diff_weight = _diff_weight(lambda_diff, epoch - config.warmup_epochs, config.diff_warmup_epochs)
             for k in bar:
-                b = train_data.batch(order[k * config.batch_size : (k + 1) * config.batch_size]).to(device)
+                idx = order[k * config.batch_size : (k + 1) * config.batch_size]
                 if warmup:  # both predictors on every batch, on the whole document
+                    b = train_data.batch(idx).to(device)
                     logs = _player_step("fi", players, opts, b, config, device, temperature, 0.0, warmup=True)
                     if env_player:
                         logs.update(_player_step("fe", players, opts, b, config, device, temperature, 0.0, warmup=True))
                 else:
                     player = schedule[step % len(schedule)]
-                    if player == "g" and config.generator_batch_size:
-                        b = train_data.batch(rng.sample(order, min(len(order), config.generator_batch_size))).to(device)
+                    if player == "g" and config.generator_batch_size:  # the generator's own, larger batch
+                        idx = rng.sample(order, min(len(order), config.generator_batch_size))
+                    b = train_data.batch(idx).to(device)
                     logs = _player_step(player, players, opts, b, config, device, temperature, diff_weight)
                     step += 1
                 for key, v in logs.items():

@@ -80,8 +80,8 @@ class Generator(nn.Module):
 class Predictor(nn.Module):
     """f_i (``n_envs == 0``) or f_e: predicts the label from the masked tokens.
 
-    Unselected words' vectors are zeroed (and hidden from a contextual encoder); f_e concatenates the one-hot of the
-    example's environment to every token embedding (any number of environments).
+    Unselected words' vectors are zeroed (and hidden from a contextual encoder); f_e concatenates
+    the one-hot of the example's environment to every token embedding (any number of environments).
     The sequence is max-pooled over real positions.
     """
 
