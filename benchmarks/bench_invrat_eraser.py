@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import random
 import time
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from invrat import Rationale, Rationalizer, load_config, to_annotations, to_resu
 from rationale_commons.eraser_io import examples_to_annotations, write_annotations
 from rationale_commons.loaders import load_data
 from rationale_commons.metrics.eraser import score_results, summary
-from rationale_commons.runtime import write_json_atomic
+from rationale_commons.runtime import choose_device, machine_info, write_json_atomic
 from rationale_commons.spans import mask_to_spans
 
 HERE = Path(__file__).resolve().parent
@@ -132,7 +131,7 @@ def main() -> None:
         "rationalize_seconds": round(rationalize_seconds, 1),
         "annotation_files": written or None,
         "reference": ERASER_TABLE3_MOVIES if task == "movies" else None,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "machine": machine_info(choose_device(config.device)),
     }
     out = args.json or HERE / "results" / f"bench_invrat_{task}.json"
     write_json_atomic(out, result)

@@ -40,20 +40,26 @@ from invrat.model import Predictor, make_embedding
 from invrat.vocab import Encoded, Vocab
 from rationale_commons.loaders import load_data
 from rationale_commons.metrics.eraser import classification_report
-from rationale_commons.runtime import seed_everything, write_json_atomic
+from rationale_commons.runtime import (
+    autocast,
+    choose_device,
+    machine_info,
+    seed_everything,
+    write_json_atomic,
+)
 
 HERE = Path(__file__).resolve().parent
 
 
-def occurrence_table(words: ContextualWords, splits: list[Prepared], batch_size: int) -> torch.Tensor:
+def occurrence_table(words: ContextualWords, splits: list[Prepared], batch_size: int, device: str) -> torch.Tensor:
     """Encode every document once; rewrite each split's ids to index its words' rows in the returned
     (1 + occurrences, D) table (row 0: padding)."""
-    rows, used = [torch.zeros(1, words.embedding_dim)], 1
+    rows, used = [torch.zeros(1, words.embedding_dim, device=device)], 1
     with torch.no_grad():
         for data in splits:
             new_ids: list[list[int] | None] = [None] * len(data.encoded)
             for idx in length_sorted_batches(data.encoded, batch_size):
-                feats = words(data.batch(idx).ids)
+                feats = words(data.batch(idx).ids.to(device)).float()
                 for row, i in enumerate(idx):
                     n = len(data.encoded[i].ids)
                     rows.append(feats[row, :n])
@@ -63,14 +69,14 @@ def occurrence_table(words: ContextualWords, splits: list[Prepared], batch_size:
     return torch.cat(rows)
 
 
-def evaluate(fi: Predictor, data: Prepared, batch_size: int) -> tuple[list[int], float]:
+def evaluate(fi: Predictor, data: Prepared, batch_size: int, device: str, precision: str) -> tuple[list[int], float]:
     """Predicted label indices (in order) and mean cross-entropy."""
     fi.eval()
     preds, loss = [0] * len(data.labels), 0.0
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, precision):
         for idx in length_sorted_batches(data.encoded, batch_size):
-            b = data.batch(idx)
-            logits = fi(b.ids, b.lengths, b.real_mask, b.real_mask)  # z = 1: every word shown
+            b = data.batch(idx).to(device)
+            logits = fi(b.ids, b.lengths, b.real_mask, b.real_mask).float()  # z = 1: every word shown
             loss += float(F.cross_entropy(logits, b.labels, reduction="sum"))
             for row, i in enumerate(idx):
                 preds[i] = int(logits[row].argmax())
@@ -100,16 +106,18 @@ def main() -> None:
     index = {label: i for i, label in enumerate(labels)}
     data = [prepare(split, vocab, index, config, None) for split in (train, val, test)]
     init, _ = initial_embeddings(config, vocab)
+    device = choose_device(config.device)
     start = time.perf_counter()
     if isinstance(init, ContextualWords):
-        init = occurrence_table(init, data, config.eval_batch_size)
+        with autocast(device, config.precision):
+            init = occurrence_table(init.to(device), data, config.eval_batch_size, device)
     feature_seconds = time.perf_counter() - start
 
     seed_everything(config.seed)
     dim = init.shape[1] if init is not None else config.embedding_dim
     rows = init.shape[0] if init is not None else len(vocab)
     fi = Predictor(make_embedding(rows, dim, init, freeze=config.freeze_embeddings), config.hidden_dim, len(labels), 0,
-                   config.dropout)
+                   config.dropout).to(device)
     params = [p for p in fi.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     epochs, best, best_state = [], None, None
@@ -119,14 +127,16 @@ def main() -> None:
         random.Random(config.seed * 100003 + epoch).shuffle(order)
         losses = []
         for k in range(0, len(order), config.batch_size):
-            b = data[0].batch(order[k : k + config.batch_size])
-            loss = F.cross_entropy(fi(b.ids, b.lengths, b.real_mask, b.real_mask), b.labels)
+            b = data[0].batch(order[k : k + config.batch_size]).to(device)
+            with autocast(device, config.precision):
+                logits = fi(b.ids, b.lengths, b.real_mask, b.real_mask)
+            loss = F.cross_entropy(logits.float(), b.labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             opt.step()
             losses.append(float(loss.detach()))
-        preds, dev_loss = evaluate(fi, data[1], config.eval_batch_size)
+        preds, dev_loss = evaluate(fi, data[1], config.eval_batch_size, device, config.precision)
         record = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "dev_loss": dev_loss,
                   "dev_acc": sum(p == y for p, y in zip(preds, data[1].labels, strict=True)) / len(preds),
                   "seconds": round(time.perf_counter() - start, 1)}
@@ -135,7 +145,7 @@ def main() -> None:
         if best is None or (record["dev_acc"], -dev_loss) > (best["dev_acc"], -best["dev_loss"]):
             best, best_state = record, {k: v.clone() for k, v in fi.state_dict().items()}
     fi.load_state_dict(best_state)
-    preds, _ = evaluate(fi, data[2], config.eval_batch_size)
+    preds, _ = evaluate(fi, data[2], config.eval_batch_size, device, config.precision)
     report = classification_report([ex.label for ex in test], [labels[p] for p in preds])
     result = {
         "benchmark": f"label ceiling of InvRat's f_i on {task}: whole documents (first max_len words), no rationale",
@@ -146,6 +156,7 @@ def main() -> None:
         "test": {"accuracy": report["accuracy"], "macro_f1": report["macro avg"]["f1-score"], "n": len(test)},
         "epochs": epochs,
         "feature_seconds": round(feature_seconds, 1),
+        "machine": machine_info(device),
     }
     out = args.json or HERE / "results" / f"bench_invrat_label_ceiling_{task}_{config.embedding}.json"
     write_json_atomic(out, result)

@@ -25,7 +25,7 @@ import torch
 from invrat import InvRatConfig, Rationalizer, to_results, train_invrat
 from rationale_commons.eraser_io import examples_to_annotations
 from rationale_commons.metrics.eraser import score_results, summary
-from rationale_commons.runtime import write_json_atomic
+from rationale_commons.runtime import choose_device, machine_info, write_json_atomic
 from rationale_commons.synthetic import make_task, spurious_selection_rate
 
 HERE = Path(__file__).resolve().parent
@@ -190,7 +190,8 @@ def main() -> None:
             print(f"{task:>10} {method:>7} mean of {len(mine)}: "
                   + "  ".join(f"{k} {summary[-1]['mean_' + k]:.3f}" for k in SUMMARISED), flush=True)
     write_json_atomic(args.out, {"benchmark": "invrat vs rnp on polluted synthetic tasks",
-                                 "args": vars(args) | {"out": str(args.out), "runs_dir": args.runs_dir and str(args.runs_dir)}, "summary": summary, "rows": ordered})
+                                 "args": vars(args) | {"out": str(args.out), "runs_dir": args.runs_dir and str(args.runs_dir)}, "summary": summary, "rows": ordered,
+                                 "machine": machine_info(choose_device(str(dict(args.set).get("device", "auto"))))})
 
 if __name__ == "__main__":
     main()

@@ -54,6 +54,31 @@ def autocast_dtype(device: str, requested: str = "auto") -> Any:
     return None
 
 
+def autocast(device: str, precision: str = "auto") -> Any:
+    """A context that autocasts to :func:`autocast_dtype` (a no-op for fp32, e.g. on CPU)."""
+    import contextlib
+
+    import torch
+
+    dtype = autocast_dtype(device, precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """Where a measurement ran, for benchmark JSON: CPU count, platform, torch, and the GPU by name."""
+    import platform
+
+    import torch
+
+    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                            "device": device}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
 def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) -> None:
     """Write JSON through a temporary file and rename, so a killed run never leaves half a file."""
     path = Path(path)

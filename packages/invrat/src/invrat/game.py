@@ -21,7 +21,6 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +56,7 @@ from invrat.vocab import Batch, Encoded, Vocab, collate, encode
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example, Splits
 from rationale_commons.runtime import (
-    autocast_dtype,
+    autocast,
     choose_device,
     seed_everything,
     write_json_atomic,
@@ -133,13 +132,6 @@ def length_sorted_batches(encoded: Sequence[Encoded], batch_size: int) -> list[l
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _autocast(device: str, precision: str):
-    dtype = autocast_dtype(device, precision)
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
-
-
 @torch.no_grad()
 def evaluate_players(
     players: nn.ModuleDict, data: Prepared, config: InvRatConfig, device: str, gold: Sequence[list[int] | None] | None = None,
@@ -156,7 +148,7 @@ def evaluate_players(
     f1s: list[float] = []
     for idx in length_sorted_batches(data.encoded, config.eval_batch_size):
         b = data.batch(idx).to(device)
-        with _autocast(device, config.precision):
+        with autocast(device, config.precision):
             logits = players["g"](b.ids, b.lengths)
             z, _ = inference_rationale(logits.float(), b.doc_mask, selection=config.selection, alpha=config.alpha)
             zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
@@ -220,7 +212,7 @@ def _player_step(
         logits = players["g"](b.ids, b.lengths).float()
         return select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature, top_alpha=budget)
 
-    with _autocast(device, config.precision):
+    with autocast(device, config.precision):
         if warmup:
             z = b.doc_mask
         elif player == "g":
@@ -487,6 +479,8 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                 opt.load_state_dict(ckpt["optimizers"][name])
             start_epoch, step = ckpt["epoch"] + 1, ckpt["step"]
             torch.set_rng_state(ckpt["torch_rng"])
+            if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():  # dropout and noise draws on the GPU
+                torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
         players.train()
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
@@ -546,7 +540,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
             _atomic_torch_save(
                 {"restart": restart, "epoch": epoch, "step": step, "players": players.state_dict(),
                  "optimizers": {n: o.state_dict() for n, o in opts.items()}, "torch_rng": torch.get_rng_state(),
-                 "best": best},
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "best": best},
                 out_dir / "checkpoint.pt",
             )
         ckpt = None

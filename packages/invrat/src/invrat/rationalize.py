@@ -19,13 +19,13 @@ from safetensors.torch import load_file
 
 from invrat.config import SELECTIONS, InvRatConfig
 from invrat.embeddings import initial_embeddings
-from invrat.game import RUN_FILES, _autocast, build_players, length_sorted_batches
+from invrat.game import RUN_FILES, build_players, length_sorted_batches
 from invrat.model import inference_rationale, predictor_input_mask
 from invrat.vocab import Vocab, collate, encode
 from rationale_commons.eraser_io import examples_to_annotations
 from rationale_commons.errors import DataError
 from rationale_commons.records import Annotation, Example
-from rationale_commons.runtime import choose_device
+from rationale_commons.runtime import autocast, choose_device
 from rationale_commons.spans import mask_to_spans
 
 
@@ -79,7 +79,7 @@ class Rationalizer:
         out: list[Rationale | None] = [None] * len(examples)
         for idx in length_sorted_batches(encoded, batch_size or cfg.eval_batch_size):
             b = collate([encoded[i] for i in idx]).to(self.device)
-            with _autocast(self.device, cfg.precision):
+            with autocast(self.device, cfg.precision):
                 logits = self.players["g"](b.ids, b.lengths).float()
                 z, probs = inference_rationale(logits, b.doc_mask, selection=cfg.selection, alpha=cfg.alpha)
                 zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
