@@ -64,3 +64,25 @@ def test_two_process_gloo_run(tmp_path):
     assert sum(stage2["pseudo"]["requested"].values()) == 4
     log = (out / "run.log").read_text()
     assert "== lamol" in log and log.count("== lamol") == 1  # only the main process logs
+
+
+def test_runs_in_one_process_may_change_precision():
+    """Accelerate keeps one process-wide state; a second run (a notebook, a test) with another
+    precision must not be refused."""
+    from rational_lamol.config import TrainingConfig
+    from rational_lamol.trainer import get_accelerator
+
+    assert get_accelerator(TrainingConfig(device="cpu", precision="fp32")).mixed_precision == "no"
+    assert get_accelerator(TrainingConfig(device="cpu", precision="bf16")).mixed_precision == "bf16"
+
+
+def test_auto_device_follows_a_cpu_launch(monkeypatch):
+    """``accelerate launch --cpu`` sets ACCELERATE_USE_CPU: device "auto" then means CPU, fp32,
+    even where a GPU is visible."""
+    from rational_lamol.config import TrainingConfig
+    from rational_lamol.trainer import get_accelerator
+
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    accelerator = get_accelerator(TrainingConfig(device="auto", precision="auto"))
+    assert accelerator.device.type == "cpu"
+    assert accelerator.mixed_precision == "no"

@@ -73,17 +73,25 @@ def linear_schedule(step: int, total: int, warmup: int) -> float:
 
 
 def get_accelerator(config: TrainingConfig):
-    """One Accelerator per process, set up from the config's device and precision."""
+    """One Accelerator per process, set up from the config's device and precision.
+
+    ``device = "auto"`` follows the launcher: under ``accelerate launch --cpu`` the run stays on CPU
+    (fp32) even where a GPU is visible. In a single process a new run may change device or precision
+    (tests, notebooks): Accelerate keeps one process-wide state, so it is reset first.
+    """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import parse_flag_from_env
 
     from rationale_commons.runtime import autocast_dtype, choose_device
 
-    device = choose_device(config.device)
+    cpu = config.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU")
+    device = "cpu" if cpu else choose_device(config.device)
     dtype = autocast_dtype(device, config.precision)
     mixed = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
-    if device == "cpu" and config.precision == "auto":
-        mixed = "no"
-    return Accelerator(cpu=device == "cpu", mixed_precision=mixed)
+    if PartialState._shared_state and PartialState().num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(cpu=cpu, mixed_precision=mixed)
 
 
 def train_task(
