@@ -479,8 +479,9 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                 opt.load_state_dict(ckpt["optimizers"][name])
             start_epoch, step = ckpt["epoch"] + 1, ckpt["step"]
             torch.set_rng_state(ckpt["torch_rng"])
-            if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():  # dropout and noise draws on the GPU
-                torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+            cuda_rng = ckpt.get("cuda_rng")  # dropout and noise draws on the GPU; only on as many GPUs as saved them
+            if cuda_rng is not None and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda_rng)
         players.train()
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
