@@ -10,7 +10,6 @@ never emit EOS early, so every sample runs to the window: both samplers do the s
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from rational_lamol.config import TrainingConfig
 from rational_lamol.pseudo import sample_with_cache, sample_without_cache
 from rational_lamol.tasks import TrainSequence
 from rational_lamol.trainer import train_task
-from rationale_commons.runtime import write_json_atomic
+from rationale_commons.runtime import machine_info, write_json_atomic
 
 SIZES = {
     "demo (2L, d128)": dict(n_layer=2, n_head=4, n_embd=128),
@@ -85,7 +84,7 @@ def main() -> None:
     window, vocab = 96, 1000
     n_gen, n_train = (16, 32) if args.quick else (64, 128)
     results = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "machine": platform.processor() or platform.machine(), "window": window, "vocab": vocab, "runs": {}}
+               "machine": machine_info(args.device), "window": window, "vocab": vocab, "runs": {}}
     for label, size in SIZES.items():
         model = build(size, vocab, window, args.device)
         gen = bench_generation(model, n=n_gen, window=window, batch=32, device=args.device)
