@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -289,6 +292,42 @@ def test_invariance_selection_charges_the_dev_environment_gap() -> None:
         invariant, "invariance")
 
 
+def test_invariance_selection_can_forgive_the_gap_chance_explains() -> None:
+    # an invariant rationale whose dev sample happens to make env 0 harder, and an epoch leaning on a
+    # spurious feature that closes that chance gap: the raw gap prefers the second, one SE of slack the first
+    se = [0.017, 0.017]
+    invariant = {"eligible": True, "dev_loss": 0.482, "dev_loss_by_env": [0.497, 0.467], "dev_loss_se_by_env": se}
+    leaning = {"eligible": True, "dev_loss": 0.490, "dev_loss_by_env": [0.487, 0.493], "dev_loss_se_by_env": se}
+    for slack, winner in ((0.0, leaning), (1.0, invariant)):
+        for record in (invariant, leaning):
+            record["dev_objective"] = game._dev_objective(record, 1.0, slack)
+        loser = leaning if winner is invariant else invariant
+        assert game._selection_key(winner, "invariance") > game._selection_key(loser, "invariance")
+    assert invariant["dev_objective"] == pytest.approx(0.482 + 0.030 - math.hypot(*se))
+    assert leaning["dev_objective"] == pytest.approx(0.490)  # a gap within its noise costs nothing
+    old = {"dev_loss": 0.482, "dev_loss_by_env": [0.497, 0.467]}  # a run from before the SE was logged: raw gap
+    assert game._dev_objective(old, 1.0, 1.0) == pytest.approx(0.482 + 0.030)
+
+
+def test_dev_environment_losses_carry_their_standard_errors() -> None:
+    splits = make_task("sentiment", seed=2, n_train=32, n_val=24, n_test=4, doc_words=(8, 12), polluted=True)
+    config = InvRatConfig(hidden_dim=6, embedding_dim=6, progress=False, num_threads=1, device="cpu")
+    vocab = Vocab.build(list(splits.train))
+    torch.manual_seed(0)
+    players = game.build_players(config, len(vocab), 2, 2, None)
+    val, index = list(splits.val), {"negative": 0, "positive": 1}
+    names = sorted({ex.env for ex in val})
+    envs = [names.index(ex.env) for ex in val]
+    whole = game.evaluate_players(players, game.prepare(val, vocab, index, config, envs), config, "cpu")
+    single = [game.evaluate_players(players, game.prepare([ex], vocab, index, config, [env]), config, "cpu")["dev_loss"]
+              for ex, env in zip(val, envs, strict=True)]
+    for k in range(2):
+        losses = np.array([loss for loss, env in zip(single, envs, strict=True) if env == k])
+        assert len(losses) > 2
+        assert whole["dev_loss_by_env"][k] == pytest.approx(losses.mean(), rel=1e-5)
+        assert whole["dev_loss_se_by_env"][k] == pytest.approx(losses.std(ddof=1) / np.sqrt(len(losses)), rel=1e-3)
+
+
 def test_invariance_selection_trains_and_logs_environment_losses(tmp_path: Path) -> None:
     splits = make_task("sentiment", seed=0, n_train=48, n_val=16, n_test=4, polluted=True, doc_words=(8, 12))
     cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=2, warmup_epochs=1, restarts=1, batch_size=16,
@@ -298,10 +337,11 @@ def test_invariance_selection_trains_and_logs_environment_losses(tmp_path: Path)
     assert len(game_epoch["dev_loss_by_env"]) == 2 and game_epoch["dev_loss_e"] > 0
     assert game_epoch["dev_objective"] == pytest.approx(game._dev_objective(game_epoch, cfg.lambda_diff))
     assert "dev_objective" in json.loads((run_dir / "selection.json").read_text())
-    # the gap's weight in selection can differ from the game's lambda_diff
-    weighed = json.loads((train_invrat(splits, cfg.model_copy(update={"selection_lambda": 1.0}), tmp_path / "weighed")
-                          / "metrics.json").read_text())[-1]
-    assert weighed["dev_objective"] == pytest.approx(game._dev_objective(weighed, 1.0))
+    # the gap's weight in selection can differ from the game's lambda_diff, and the gap can forgive its own noise
+    weighed = json.loads((train_invrat(splits, cfg.model_copy(update={"selection_lambda": 1.0, "selection_gap_slack": 1.0}),
+                                       tmp_path / "weighed") / "metrics.json").read_text())[-1]
+    assert weighed["dev_objective"] == pytest.approx(game._dev_objective(weighed, 1.0, 1.0))
+    assert weighed["dev_objective"] != pytest.approx(game._dev_objective(weighed, 1.0))
     assert cfg.lambda_diff != 1.0 and weighed["dev_loss_by_env"][0] != weighed["dev_loss_by_env"][1]
     # the plain RNP reads no environment information: its criterion is the dev loss of f_i
     rnp_epoch = json.loads((train_invrat(splits, cfg.model_copy(update={"use_env_player": False}), tmp_path / "rnp")

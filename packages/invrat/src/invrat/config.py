@@ -162,6 +162,16 @@ class InvRatConfig(BaseModel):
             "which a large weight turns into noise that can rank a rationale of filler words first on a small dev set."
         ),
     )
+    selection_gap_slack: float = Field(
+        0.0,
+        ge=0.0,
+        description=(
+            "select_by = 'invariance': standard errors of the dev environment gap forgiven before it counts, "
+            "max(0, gap - slack * SE), the SE from the per-example dev losses. An invariant rationale's gap on a finite "
+            "dev set is the chance difference of two sample means, and a rationale leaning on a spurious feature can "
+            "close that chance gap instead of widening it; 1 forgives one standard error. 0: the raw gap."
+        ),
+    )
     selection: Selection = Field(
         "threshold",
         description=(

@@ -143,8 +143,8 @@ def evaluate_players(
     players.eval()
     correct, loss_sum, loss_e_sum, selected, doc_tokens = 0, 0.0, 0.0, 0.0, 0.0
     aware = env_player and data.envs is not None and players["fe"].n_envs > 1
-    env_loss = torch.zeros(max(1, players["fe"].n_envs))
-    env_count = torch.zeros_like(env_loss)
+    env_loss = torch.zeros(max(1, players["fe"].n_envs), dtype=torch.float64)
+    env_loss_sq, env_count = torch.zeros_like(env_loss), torch.zeros_like(env_loss)
     f1s: list[float] = []
     for idx in length_sorted_batches(data.encoded, config.eval_batch_size):
         b = data.batch(idx).to(device)
@@ -162,8 +162,10 @@ def evaluate_players(
         losses = F.cross_entropy(out.float(), b.labels, reduction="none")
         loss_sum += float(losses.sum())
         if data.envs is not None:
-            env_loss.index_add_(0, b.envs.cpu(), losses.cpu())
-            env_count.index_add_(0, b.envs.cpu(), torch.ones_like(losses.cpu()))
+            envs, per_example = b.envs.cpu(), losses.cpu().double()
+            env_loss.index_add_(0, envs, per_example)
+            env_loss_sq.index_add_(0, envs, per_example**2)
+            env_count.index_add_(0, envs, torch.ones_like(per_example))
         selected += float(z.sum())
         doc_tokens += float(b.doc_mask.sum())
         if gold is not None:
@@ -185,7 +187,12 @@ def evaluate_players(
     if aware:
         result["dev_loss_e"] = loss_e_sum / n
     if data.envs is not None:
-        result["dev_loss_by_env"] = (env_loss / env_count.clamp(min=1)).tolist()
+        count = env_count.clamp(min=1)
+        mean = env_loss / count
+        result["dev_loss_by_env"] = mean.tolist()
+        # standard error of each environment's mean loss: how far the gap between two can move by chance
+        variance = (env_loss_sq / count - mean**2).clamp(min=0) * count / (count - 1).clamp(min=1)
+        result["dev_loss_se_by_env"] = (variance / count).sqrt().tolist()
     if f1s:
         result["dev_token_f1_truncated"] = float(np.mean(f1s))
     return result
@@ -315,8 +322,13 @@ def _selection_key(record: dict, select_by: str = "accuracy") -> tuple[bool, flo
     return record["eligible"], record["dev_acc"], -record.get("dev_loss", math.inf)  # no dev_loss: older runs
 
 
-def _dev_objective(record: dict, gap_weight: float) -> float | None:
-    """Dev loss of f_i + gap_weight * (worst - best dev environment's loss of f_i); None without dev envs.
+def _dev_objective(record: dict, gap_weight: float, gap_slack: float = 0.0) -> float | None:
+    """Dev loss of f_i + gap_weight * the gap between the worst and best dev environment's loss of f_i;
+    None without dev envs.
+
+    ``gap_slack``: standard errors of that gap forgiven, ``max(0, gap - gap_slack * SE)``. An invariant
+    rationale's gap is not 0 on a finite dev set but the chance difference of two sample means, and
+    a rationale leaning on a spurious feature can close that chance gap instead of widening it.
 
     Not the game's own h(L_i - L_e): that reads f_e, which lags behind the generator (measured on the
     synthetic budget setting, where it ranked an epoch holding the spurious token first).
@@ -324,7 +336,12 @@ def _dev_objective(record: dict, gap_weight: float) -> float | None:
     by_env = record.get("dev_loss_by_env")
     if not by_env:
         return None
-    return record["dev_loss"] + gap_weight * (max(by_env) - min(by_env))
+    worst, best = max(range(len(by_env)), key=by_env.__getitem__), min(range(len(by_env)), key=by_env.__getitem__)
+    gap = by_env[worst] - by_env[best]
+    se_by_env = record.get("dev_loss_se_by_env")  # absent in runs from before it was logged
+    if gap_slack and se_by_env:
+        gap = max(0.0, gap - gap_slack * math.hypot(se_by_env[worst], se_by_env[best]))
+    return record["dev_loss"] + gap_weight * gap
 
 
 def _fit_reference_envs(
@@ -519,7 +536,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                 **evaluate_players(players, val_data, config, device, gold, env_player=env_player),
                 "seconds": time.perf_counter() - t0,
             }
-            objective = _dev_objective(record, gap_weight)  # 0 with the env player off: no env information at all
+            objective = _dev_objective(record, gap_weight, config.selection_gap_slack)  # 0 with the env player off: no env information at all
             if objective is not None:
                 record["dev_objective"] = objective
             record["eligible"] = not warmup and _eligible(record, config)
