@@ -77,26 +77,45 @@ def head_scores_loop(
     return scores
 
 
-def vote_blocks_loop(all_scores: list[np.ndarray]) -> tuple[int | None, list[int]]:
+def _rank_loop(hist: list[float], means: list[float], tie_seed: int) -> list[int]:
+    draw = np.random.default_rng(tie_seed).permutation(len(hist))
+    return sorted(range(len(hist)), key=lambda i: (-hist[i], means[i], draw[i]))
+
+
+def vote_blocks_loop(all_scores: list[np.ndarray], tie_seed: int = 0) -> tuple[int | None, list[float]]:
+    """One vote per example, shared equally by the blocks tied at its minimum."""
     if not all_scores:
         return None, []
-    hist = [0] * len(all_scores[0])
+    hist = [0.0] * len(all_scores[0])
     for sc in all_scores:
-        hist[int(np.argmin(sc))] += 1
-    return int(np.argmax(hist)), hist
+        lowest = [b for b in range(len(sc)) if sc[b] == min(sc)]
+        for b in lowest:
+            hist[b] += 1 / len(lowest)
+    hist = [round(v, 9) for v in hist]
+    means = [float(np.mean([sc[b] for sc in all_scores])) for b in range(len(hist))]
+    return _rank_loop(hist, means, tie_seed)[0], hist
 
 
-def vote_heads_loop(all_scores: list[np.ndarray], k: int = 12):
+def vote_heads_loop(all_scores: list[np.ndarray], k: int = 12, tie_seed: int = 0):
+    """k votes per example: one per pair below its k-th lowest score, the rest shared by the tied."""
     if not all_scores:
         return [], []
     L, H = all_scores[0].shape
     k = min(k, L * H)
-    hist = np.zeros(L * H, dtype=int)
+    hist = [0.0] * (L * H)
     for sc in all_scores:
-        for i in np.argsort(sc.reshape(-1), kind="stable")[:k]:
+        flat = list(sc.reshape(-1))
+        kth = sorted(flat)[k - 1]
+        below = [i for i, v in enumerate(flat) if v < kth]
+        tied = [i for i, v in enumerate(flat) if v == kth]
+        for i in below:
             hist[i] += 1
-    ranked = np.argsort(-hist, kind="stable")[:k]
-    return [(int(i) // H, int(i) % H) for i in ranked], hist.reshape(L, H).tolist()
+        for i in tied:
+            hist[i] += (k - len(below)) / len(tied)
+    hist = [round(v, 9) for v in hist]
+    means = [float(np.mean([sc.reshape(-1)[i] for sc in all_scores])) for i in range(L * H)]
+    ranked = _rank_loop(hist, means, tie_seed)[:k]
+    return [(i // H, i % H) for i in ranked], np.array(hist).reshape(L, H).tolist()
 
 
 def identify_loop(examples, level="block", top_k=12, beta=20.0, row_filter="all"):

@@ -15,7 +15,10 @@ from rational_lamol import cci
 from rational_lamol.adapters import adapter_for
 from rational_lamol.cci import (
     block_scores,
+    block_vote_shares,
+    count_tied,
     head_scores,
+    head_vote_shares,
     identify_critical_components,
     iou,
     make_cci_batches,
@@ -185,10 +188,11 @@ def test_head_scores_hand_computed():
     #   (1,1): s0 {3,9}; new rows {3,4} 1/3, {8,9} 1/3       -> 1/3
     scores = head_scores(old, new, gt)
     assert scores.flatten().tolist() == pytest.approx([1 / 3, 1 / 3, 1.0, 1 / 3])
-    # K = 2: the two lowest, ties in flattened (b, h) order: (0,0), (0,1).
+    # K = 2: three pairs tie at 1/3 for the two votes, so each gets 2/3; votes and means tie too,
+    # so the seeded draw picks two of the three.
     chosen, hist = vote_heads([scores], k=2)
-    assert chosen == [(0, 0), (0, 1)]
-    assert hist == [[1, 1], [0, 0]]
+    assert np.allclose(hist, [[2 / 3, 2 / 3], [0, 2 / 3]])
+    assert len(chosen) == 2 and set(chosen) <= {(0, 0), (0, 1), (1, 1)}
     # Each head uses its own GT comparison: head (1,1)'s RM is its own row {3,9}, not head 0's s*.
     assert head_scores(old, new, gt, row_filter="all")[1, 1].item() == pytest.approx(1 / 3)
 
@@ -207,17 +211,40 @@ def test_row_filter_after_last_rationale():
 
 
 def test_votes_and_ties():
-    # Example 1 ties blocks 1 and 2 -> votes 1 (lower); example 2 votes 2: tie 1-1 -> block 1.
+    # Example 1 ties blocks 1 and 2 -> half a vote each; example 2 votes 2 -> block 2 (1.5 votes).
     chosen, hist = vote_blocks(torch.tensor([[0.9, 0.1, 0.1], [0.9, 0.5, 0.2]]))
-    assert (chosen, hist) == (1, [0, 1, 1])
+    assert (chosen, hist) == (2, [0.0, 0.5, 1.5])
     assert vote_blocks([]) == (None, [])
+    # Equal votes: the lower mean score (the more plastic block) wins, whatever its index.
+    assert vote_blocks(torch.tensor([[0.1, 0.2, 0.9], [0.5, 0.0, 0.9]]))[0] == 1
     s = torch.tensor([[[0.5, 0.1], [0.1, 0.9]], [[0.2, 0.9], [0.1, 0.3]]])  # (N=2, L=2, H=2)
     chosen, hist = vote_heads(s, k=2)
-    # ex 1 votes (0,1), (1,0); ex 2 votes (1,0), (0,0): (1,0) has 2 votes, then (0,0) before (0,1).
+    # ex 1: (0,1) and (1,0) tie at its 2nd lowest score and share its 2 votes; ex 2 votes (1,0),
+    # (0,0). (1,0) has 2 votes; (0,0) and (0,1) one each: (0,0) has the lower mean (0.35 < 0.5).
     assert hist == [[1, 1], [2, 0]]
     assert chosen == [(1, 0), (0, 0)]
-    # k capped at L*H: every example votes for all four, all tie at 2 -> (b, h) order.
-    assert vote_heads(s, k=100) == ([(0, 0), (0, 1), (1, 0), (1, 1)], [[2, 2], [2, 2]])
+    # k capped at L*H: every pair gets 2 votes, ranked by mean score.
+    assert vote_heads(s, k=100) == ([(1, 0), (0, 0), (0, 1), (1, 1)], [[2, 2], [2, 2]])
+
+
+def test_full_ties_have_no_index_bias():
+    """Scores tied everywhere (votes and means): the seeded draw picks every block sometimes."""
+    flat = torch.full((5, 4), 0.5)
+    picks = {vote_blocks(flat, tie_seed=seed)[0] for seed in range(40)}
+    assert picks == {0, 1, 2, 3}
+    assert vote_blocks(flat, tie_seed=3) == vote_blocks(flat, tie_seed=3)  # seeded: repeatable
+    heads = {tuple(vote_heads(flat.reshape(5, 2, 2), k=1, tie_seed=seed)[0]) for seed in range(40)}
+    assert len(heads) == 4
+
+
+def test_tied_examples_are_counted():
+    scores = torch.tensor([[0.1, 0.1, 0.3], [0.1, 0.2, 0.3], [0.4, 0.4, 0.4]])
+    assert count_tied(block_vote_shares(scores)) == 2
+    heads = scores.reshape(3, 1, 3)
+    assert count_tied(head_vote_shares(heads, 1)) == 2  # rows 1 and 3 tie at their lowest
+    assert count_tied(head_vote_shares(heads, 2)) == 1  # row 1's two lowest are 0.1, 0.1: no split
+    shares = head_vote_shares(heads, 2)
+    assert shares.sum(dim=-1).tolist() == [2.0, 2.0, 2.0]
 
 
 @pytest.mark.parametrize("level", ["block", "head"])

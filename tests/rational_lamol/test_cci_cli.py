@@ -96,7 +96,7 @@ def _fake_run_dir(root, seed_scores):
         for seed, (a, b) in seed_scores.items():
             rel = f"s-t/seed{seed}/{method}"
             records.append(build_run_record(method=method, seed=seed, order=["s", "t"], rel_dir=rel,
-                                            rows=[[a, 0.0], [b, 90.0]], baseline=[0.0, 0.0], wall_seconds=1.0))
+                                            rows=[[a, 0.0], [b, 90.0]], baseline=[0.0, 0.0]))
             if method == "rational-block":
                 (root / rel).mkdir(parents=True)
                 (root / rel / "cci.json").write_text(json.dumps([{

@@ -15,7 +15,7 @@ from rational_lamol.pipeline import run_experiment
 def _check_contract(out, results, n_tasks=2):
     assert set(results) >= {"runs"}
     for run in results["runs"]:
-        assert set(run) >= {"method", "seed", "order", "dir", "score_matrix", "baseline", "metrics", "wall_seconds"}
+        assert set(run) >= {"method", "seed", "order", "dir", "score_matrix", "baseline", "metrics", "environment"}
         rows = 1 if run["method"] == "multitask" else n_tasks
         assert len(run["score_matrix"]) == rows and all(len(r) == n_tasks for r in run["score_matrix"])
         assert len(run["baseline"]) == n_tasks

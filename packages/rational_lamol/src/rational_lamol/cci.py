@@ -16,9 +16,13 @@ b and head h (post-softmax, cropped to the document). Then
   comparison (the reference collapsed GT to head 0: a bug), ``score_(b,h) = max_s IoU(P(A_new[b,h,s]),
   P(RM_(b,h)))``. Each example votes for its K lowest pairs; the K most voted pairs are chosen.
 
-Tie rules (all deterministic): argmax/argmin take the first index (lower h, then lower s; lower b);
-an example's K lowest heads are taken with a stable sort over the flattened ``b*H + h`` order; the
-mode of the block votes and the K most voted heads prefer the lower (block, head) on equal counts.
+Ties, with no index bias. Within an example, components tied at its minimum (block level) or at
+its K-th lowest score (head level) share the example's vote equally (fractional votes). Between
+components with equal votes, the lower mean score (the more plastic) wins, and what is still tied
+is decided by a draw seeded by the caller. ``CCIResult.n_tied`` counts the examples whose vote was
+shared. (The reference code let the lower index win every tie: on short documents, where many
+blocks tie, that voted block 0 whatever the attention said.) IoUs are exact ratios of counts in
+float64, so equal ratios compare equal.
 
 Rows. ``row_filter="all"`` (the default, the paper) uses every document query row, including the
 early causal rows that only see a prefix of the document (their zeros count as entries of the row
@@ -40,6 +44,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -264,30 +269,61 @@ def _stack(scores: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.as_tensor(s) for s in scores]) if len(scores) else torch.empty(0)
 
 
-def vote_blocks(
-    scores_per_example: torch.Tensor | Sequence[torch.Tensor],
-) -> tuple[int | None, list[int]]:
-    """Each example votes for its lowest-scoring block; returns (mode, vote histogram).
+#: fractional vote totals are rounded to this many decimals: sums of the same shares added in
+#: another order then compare (and print) equal
+VOTE_DECIMALS = 9
 
-    Ties (within an example and between vote counts) go to the lower block index. No examples →
-    ``(None, [])``.
-    """
+
+def block_vote_shares(scores: torch.Tensor) -> torch.Tensor:
+    """Each example's vote over blocks, ``(N, L)`` float64 rows summing to 1: its lowest-scoring
+    block gets the vote; ``m`` blocks tied at the minimum get ``1/m`` each (no index bias)."""
+    lowest = scores == scores.amin(dim=-1, keepdim=True)
+    return lowest.double() / lowest.sum(dim=-1, keepdim=True)
+
+
+def head_vote_shares(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Each example's ``k`` votes over ``(b, h)`` pairs, ``(N, L*H)`` float64 rows summing to ``k``:
+    one to every pair scoring below the k-th lowest score, and the votes left shared equally by
+    the pairs tied at that score."""
+    flat = scores.reshape(scores.shape[0], -1)
+    kth = flat.sort(dim=-1).values[:, k - 1 : k]  # (N, 1) the k-th lowest score
+    below, at = flat < kth, flat == kth
+    left = k - below.sum(dim=-1, keepdim=True)  # votes left for the tied pairs (>= 1)
+    return below.double() + at.double() * left / at.sum(dim=-1, keepdim=True)
+
+
+def count_tied(shares: torch.Tensor) -> int:
+    """Examples whose vote was split between tied components (a fractional share)."""
+    fractional = (shares > 0) & (shares < 1)
+    return int(fractional.any(dim=-1).sum())
+
+
+def rank_components(histogram: torch.Tensor, mean_scores: torch.Tensor, tie_seed: int = 0) -> list[int]:
+    """Component indices, most voted first; equal votes go to the lower mean score (the more
+    plastic component), and what is still tied to a draw from ``tie_seed`` (no index bias)."""
+    votes = histogram.double().numpy().round(VOTE_DECIMALS)
+    draw = np.random.default_rng(tie_seed).permutation(len(votes))
+    return [int(i) for i in np.lexsort((draw, mean_scores.double().numpy(), -votes))]
+
+
+def vote_blocks(
+    scores_per_example: torch.Tensor | Sequence[torch.Tensor], tie_seed: int = 0
+) -> tuple[int | None, list[float]]:
+    """Each example votes for its lowest-scoring block (shared among ties); returns the most voted
+    block and the vote histogram ``(L,)``. No examples -> ``(None, [])``."""
     scores = _stack(scores_per_example)  # (N, L)
     if scores.numel() == 0:
         return None, []
-    votes = scores.argmin(dim=-1)  # (N,) first minimum = lower block
-    hist = torch.bincount(votes.cpu(), minlength=scores.shape[-1])
-    return int(hist.argmax()), hist.tolist()  # argmax: first maximum = lower block
+    hist = block_vote_shares(scores).sum(dim=0).round(decimals=VOTE_DECIMALS)
+    return rank_components(hist, scores.double().mean(dim=0), tie_seed)[0], hist.tolist()
 
 
 def vote_heads(
-    scores_per_example: torch.Tensor | Sequence[torch.Tensor], k: int = 12
-) -> tuple[list[tuple[int, int]], list[list[int]]]:
-    """Each example votes for its ``k`` lowest (block, head) pairs; the ``k`` most voted are chosen.
-
-    Returns (chosen pairs, most voted first; histogram ``(L, H)`` as nested lists). Ties — between
-    equal scores in one example and between equal vote counts — go to the lower ``(b, h)``.
-    """
+    scores_per_example: torch.Tensor | Sequence[torch.Tensor], k: int = 12, tie_seed: int = 0
+) -> tuple[list[tuple[int, int]], list[list[float]]]:
+    """Each example votes for its ``k`` lowest (block, head) pairs (shared among ties at the k-th
+    place); the ``k`` most voted pairs are chosen. Returns (chosen pairs, most voted first;
+    histogram ``(L, H)`` as nested lists)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     scores = _stack(scores_per_example)  # (N, L, H)
@@ -295,11 +331,9 @@ def vote_heads(
         return [], []
     N, L, H = scores.shape
     k = min(k, L * H)
-    order = torch.sort(scores.reshape(N, L * H).cpu(), dim=-1, stable=True).indices[:, :k]  # (N, k)
-    hist = torch.bincount(order.reshape(-1), minlength=L * H)  # (L*H,)
-    ranked = torch.sort(-hist, stable=True).indices[:k]
-    chosen = [(int(i) // H, int(i) % H) for i in ranked]
-    return chosen, hist.reshape(L, H).tolist()
+    hist = head_vote_shares(scores, k).sum(dim=0).round(decimals=VOTE_DECIMALS)  # (L*H,)
+    ranked = rank_components(hist, scores.double().mean(dim=0).reshape(-1), tie_seed)[:k]
+    return [(i // H, i % H) for i in ranked], hist.reshape(L, H).tolist()
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,8 +357,9 @@ class CCIResult:
     beta: float = 20.0
     row_filter: str = "all"
     top_k: int | None = None
+    n_tied: int = 0
     percentile_over: str = "full cropped row (D entries, zeros included)"
-    ties: str = "lower (block, head) index wins"
+    ties: str = "shared vote within an example; equal votes -> lower mean score, then a seeded draw"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -357,6 +392,7 @@ def identify_critical_components(
     top_k: int = 12,
     beta: float = 20.0,
     row_filter: RowFilter = "all",
+    tie_seed: int = 0,
 ) -> CCIResult:
     """Run CCI: compare ``old_model`` (M_t) and ``new_model`` (the probe) on rationale-annotated batches.
 
@@ -364,7 +400,8 @@ def identify_critical_components(
     (document token positions) and ``rationale_mask`` (B, T) bool (rationale tokens). Examples whose
     rationale has no token at a kept document position do not vote; they are counted in
     ``n_skipped``. Both models run in eval mode under ``no_grad`` on their own device (modes are
-    restored afterwards); scoring runs on the old model's device.
+    restored afterwards); scoring runs on the old model's device. ``tie_seed`` seeds the draw that
+    decides between components with equal votes and equal mean scores.
     """
     from rational_lamol.adapters import adapter_for
 
@@ -411,10 +448,17 @@ def identify_critical_components(
             m.train(mode)
 
     if level == "block":
-        block, votes = vote_blocks(scores)
+        block, votes = vote_blocks(scores, tie_seed)
         chosen: list[Any] = [] if block is None else [block]
     else:
-        chosen, votes = vote_heads(scores, top_k)
+        chosen, votes = vote_heads(scores, top_k, tie_seed)
+    n_tied = 0
+    if scores:
+        stacked = torch.stack(scores)
+        n_tied = count_tied(
+            block_vote_shares(stacked) if level == "block"
+            else head_vote_shares(stacked, min(top_k, stacked[0].numel()))
+        )
     if not scores:  # nobody voted: an all-zero histogram of the right shape, not an empty list
         L, H = old_ad.n_blocks, old_ad.n_heads
         votes = [0] * L if level == "block" else [[0] * H for _ in range(L)]
@@ -426,6 +470,7 @@ def identify_critical_components(
         n_used=len(scores),
         n_skipped=n_skipped,
         scores_mean=mean,
+        n_tied=n_tied,
         beta=float(beta),
         row_filter=row_filter,
         top_k=top_k if level == "head" else None,

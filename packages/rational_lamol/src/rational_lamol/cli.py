@@ -76,7 +76,7 @@ def run(
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        typer.echo(format_table(results["runs"]))
+        typer.echo(format_table(results["runs"], results.get("timings")))
         typer.echo(f"\n{len(results['runs'])} run(s) in {time.perf_counter() - t0:.0f}s; results: {out_dir / 'results.json'}")
         _print_comparison_and_report([out_dir], out_dir / "report.html")
 

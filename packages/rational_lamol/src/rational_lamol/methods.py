@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PLUGIN_MODULES = ("rational_lamol.rational",)
+PLUGIN_MODULES = ("rational_lamol.rational", "rational_lamol.controls")
 _REGISTRY: dict[str, type[Method]] = {}
 _plugins_loaded = False
 
@@ -78,6 +78,21 @@ def available_methods() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def in_dependency_order(methods: dict[str, Method]) -> dict[str, Method]:
+    """``methods`` reordered so that every method comes after the one it ``requires`` (otherwise in
+    the given order); a required method that is missing is a config error."""
+    for method in methods.values():
+        if method.requires and method.requires not in methods:
+            raise DataError(f"method {method.name!r} needs {method.requires!r} in the same experiment "
+                            f"(it matches its freeze): add it to methods", field="methods")
+    ordered: dict[str, Method] = {}
+    for name, method in methods.items():
+        if method.requires and method.requires not in ordered:
+            ordered[method.requires] = methods[method.requires]
+        ordered.setdefault(name, method)
+    return ordered
+
+
 def make_method(name: str, options: dict[str, Any] | None = None) -> Method:
     _load_plugins()
     if name not in _REGISTRY:
@@ -95,6 +110,8 @@ class Method:
     replay: ClassVar[bool] = False
     #: task 1 is trained exactly as plain LAMOL trains it, so the run may reuse a cached task-1 model
     shares_task1: ClassVar[bool] = True
+    #: a method that must run first for the same (order, seed): a random control reads its choices
+    requires: ClassVar[str | None] = None
     #: option names (and defaults) this method accepts in [method_options.<name>]
     option_defaults: ClassVar[dict[str, Any]] = {}
 

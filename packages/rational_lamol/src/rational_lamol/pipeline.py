@@ -7,12 +7,15 @@ model at ``<i>_<task>/model/``. Everything a run needs is checked before any tra
 Run dir layout (a contract other tools read)::
 
     config.json            the resolved config
-    results.json           {"runs": [...]} (see results.py)
+    results.json           {"runs": [...]} (see results.py): deterministic, no wall-clock values
+    timings.json           wall-clock seconds and throughput of every run of results.json
     run.log                the log
     _shared/               tokenizer, task-1 checkpoints and baselines shared between methods
     <order>/seed<k>/<method>/
         progress.json      finished stages (for --resume)
         run.json           this run's entry of results.json
+        timing.json        this run's entry of timings.json
+        cci.json           what a freezing method froze at each transition (rational-*, random-*)
         <i>_<task>/model/  the model after stage i (save_pretrained, with its tokenizer)
         <i>_<task>/stage.json   scores, training and pseudo-sample statistics
         <i>_<task>/pseudo_samples.jsonl   the replayed pseudo-samples ({"task", "text"}; replay methods)
@@ -33,7 +36,7 @@ import torch
 
 from rational_lamol.config import ExperimentConfig, TrainingConfig
 from rational_lamol.evaluate import evaluate_task
-from rational_lamol.methods import Method, available_methods, make_method
+from rational_lamol.methods import Method, available_methods, in_dependency_order, make_method
 from rational_lamol.modeling import (
     build_scratch_model,
     load_pretrained,
@@ -43,7 +46,8 @@ from rational_lamol.modeling import (
     train_scratch_tokenizer,
 )
 from rational_lamol.pseudo import PseudoReport, generate_pseudo_samples
-from rational_lamol.results import build_run_record, write_results
+from rational_lamol.results import build_run_record, split_timings, write_results
+from rational_lamol.streams import STREAMS_VERSION, stream_seed
 from rational_lamol.tasks import (
     SpecialIds,
     TaskData,
@@ -85,6 +89,7 @@ class TaskContext:
     run_dir: Path  # this run's dir (methods may write extra JSON here, e.g. cci.json)
     stage_dir: Path  # <i>_<task>/
     stats: dict[str, Any] = field(default_factory=dict)
+    stream: str = "train"  # the random stream training draws from ("probe" for a rational probe)
     _replay: list[TrainSequence] | None = field(default=None, repr=False)
 
     # -- shortcuts ---------------------------------------------------------------------------
@@ -113,8 +118,14 @@ class TaskContext:
         return self.method.options
 
     @property
+    def learned_tasks(self) -> list[str]:
+        """The tasks learned once this stage is done, in order (the streams' key)."""
+        return [*self.order[: self.index], *self.task_names]
+
+    @property
     def train_seed(self) -> int:
-        return self.seed * 1000 + self.index
+        """The seed of this stage's batches and dropout (:mod:`rational_lamol.streams`)."""
+        return stream_seed(self.seed, self.learned_tasks, self.stream)
 
     @property
     def previous_tasks(self) -> list[str]:
@@ -136,7 +147,8 @@ class TaskContext:
             seqs, report = generate_pseudo_samples(
                 self.model, self.tokenizer, counts, self.ids, max_length=self.max_length - 1,
                 top_k=self.training.top_k, temperature=self.training.temperature,
-                batch_size=self.training.gen_batch_size, seed=self.train_seed, accelerator=self.accelerator,
+                batch_size=self.training.gen_batch_size,
+                seed=stream_seed(self.seed, self.learned_tasks, "replay"), accelerator=self.accelerator,
             )
             self._replay = seqs
             self.stats["pseudo"] = report.as_dict()
@@ -146,10 +158,12 @@ class TaskContext:
                 write_jsonl_atomic(self.stage_dir / "pseudo_samples.jsonl", rows)
         return self._replay
 
-    def with_model(self, model) -> TaskContext:
-        """The same stage with another model (e.g. a probe copy); shares the replay cache."""
-        self.replay_sequences() if self.method.replay and self.index > 0 else None
-        return TaskContext(**{**self.__dict__, "model": model, "stats": self.stats})
+    def with_model(self, model, *, stream: str = "train") -> TaskContext:
+        """The same stage with another model (e.g. a probe copy) drawing from ``stream``; shares
+        the replay cache, so a probe and the retrain replay the same pseudo-samples."""
+        if self.method.replay and self.index > 0:
+            self.replay_sequences()
+        return TaskContext(**{**self.__dict__, "model": model, "stats": self.stats, "stream": stream})
 
     def copy_model(self):
         return copy.deepcopy(self.model)
@@ -171,6 +185,24 @@ class TaskContext:
         return path
 
 
+def run_environment(accelerator) -> dict[str, Any]:
+    """What moves a result besides the config and seed: thread count, device, precision, process
+    count, machine and package versions (recorded with every run)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "transformers", "accelerate", "tokenizers", "rational-lamol", "invrat",
+                    "rationale-commons"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"threads": torch.get_num_threads(), "device": str(accelerator.device),
+            "processes": accelerator.num_processes, "precision": accelerator.mixed_precision,
+            "machine": platform.machine(), "platform": platform.system(), "versions": versions}
+
+
 # --------------------------------------------------------------------------------------------
 # The session: checked inputs, the tokenizer, shared caches
 # --------------------------------------------------------------------------------------------
@@ -190,7 +222,8 @@ class Session:
         log.info("device %s, %d process(es), mixed precision %s, %d CPU thread(s)", acc.device, acc.num_processes,
                  acc.mixed_precision, torch.get_num_threads())
         # 1. everything that can be wrong is checked here, before training
-        self.methods = {name: make_method(name, config.method_options.get(name)) for name in config.methods}
+        self.methods = in_dependency_order(
+            {name: make_method(name, config.method_options.get(name)) for name in config.methods})
         unknown_opts = sorted(set(config.method_options) - set(available_methods()))
         if unknown_opts:
             raise DataError(f"options given for unknown methods {unknown_opts}; available: "
@@ -205,6 +238,7 @@ class Session:
         self.ids = special_ids(self.tokenizer, [t.name for t in config.tasks], shared_gen=shared_gen)
         check_fits(self.tasks, self.tokenizer, config.model.max_length)
         self._seq_cache: dict[tuple[str, str], list[TrainSequence]] = {}
+        self.environment = run_environment(self.accelerator)
 
     # -- setup -------------------------------------------------------------------------------
     def _check_out_dir(self) -> None:
@@ -288,15 +322,17 @@ class Session:
 
     # -- the loop ----------------------------------------------------------------------------
     def run_all(self) -> dict:
-        """Every (order, seed, method) run; returns the results.json content."""
-        records = []
+        """Every (order, seed, method) run; returns the results.json content (and the timings)."""
+        records, timings = [], []
         for order in self.config.resolved_orders():
             for seed in self.config.seeds:
                 for method in self.methods.values():
-                    records.append(self.run_one(method, seed, order))
+                    record, timing = self.run_one(method, seed, order)
+                    records.append(record)
+                    timings.append(timing)
                     if self.accelerator.is_main_process:
-                        write_results(self.out_dir, records, self.config)
-        return {"runs": records}
+                        write_results(self.out_dir, records, self.config, timings)
+        return {"runs": records, "timings": timings}
 
     def run_dir_for(self, method: Method, seed: int, order: list[str]) -> Path:
         return self.out_dir / "-".join(order) / f"seed{seed}" / method.name
@@ -304,14 +340,16 @@ class Session:
     def stages(self, method: Method, order: list[str]) -> list[list[str]]:
         return [list(order)] if method.multitask else [[t] for t in order]
 
-    def run_one(self, method: Method, seed: int, order: list[str]) -> dict:
+    def run_one(self, method: Method, seed: int, order: list[str]) -> tuple[dict, dict | None]:
+        """One run: its results.json record and its wall-clock timing."""
         acc = self.accelerator
         run_dir = self.run_dir_for(method, seed, order)
         rel = run_dir.relative_to(self.out_dir).as_posix()
-        run_json = run_dir / "run.json"
+        run_json, timing_json = run_dir / "run.json", run_dir / "timing.json"
         if self.resume and run_json.exists():
             log.info("%s seed %d %s: already finished", method.name, seed, "->".join(order))
-            return json.loads(run_json.read_text(encoding="utf-8"))
+            timing = json.loads(timing_json.read_text(encoding="utf-8")) if timing_json.is_file() else None
+            return json.loads(run_json.read_text(encoding="utf-8")), timing
         log.info("== %s | seed %d | order %s", method.name, seed, " -> ".join(order))
         training = method.training_config(self.config.training)
         stages = self.stages(method, order)
@@ -336,7 +374,6 @@ class Session:
             ctx = TaskContext(session=self, method=method, seed=seed, order=order, index=index, task_names=names,
                               model=model, training=training, run_dir=run_dir, stage_dir=run_dir / stage_name)
             log.info(" stage %d/%d: %s", index + 1, len(stages), "+".join(names))
-            seed_everything(ctx.train_seed)  # dropout etc. do not depend on what ran before (resume)
             model = self._learn_stage(method, ctx)
             scores = self.score_all(model, order)
             log.info("  scores %s", dict(zip(order, scores, strict=True)))
@@ -350,21 +387,23 @@ class Session:
             else:
                 done.append(stage)
             acc.wait_for_everyone()
+        stages, stage_timings = split_timings([{k: v for k, v in s.items() if k != "scores"} for s in done])
         record = build_run_record(
             method=method.name, seed=seed, order=order, rel_dir=rel, rows=[s["scores"] for s in done],
-            baseline=baseline, wall_seconds=time.perf_counter() - start,
-            extra={"stages": [{k: v for k, v in s.items() if k != "scores"} for s in done],
-                   "method_options": method.options},
+            baseline=baseline,
+            extra={"stages": stages, "method_options": method.options, "environment": self.environment},
         )
+        timing = {"wall_seconds": round(time.perf_counter() - start, 2), "stages": stage_timings}
         if acc.is_main_process:
+            write_json_atomic(timing_json, timing)
             write_json_atomic(run_json, record)
-        return record
+        return record, timing
 
     def _learn_stage(self, method: Method, ctx: TaskContext):
         """Stage 1 of a method that trains it like plain LAMOL reuses a cached task-1 model."""
         if ctx.index != 0 or not method.shares_task1:
             return method.learn_task(ctx)
-        key = _hash({"seed": ctx.seed, "task": ctx.task_names, "model": self.config.model.model_dump(),
+        key = _hash({"seed": ctx.seed, "task": ctx.task_names, "streams": STREAMS_VERSION, "model": self.config.model.model_dump(),
                      "training": ctx.training.model_dump(),
                      "data": [self.config.task(t).model_dump() for t in ctx.task_names],
                      "data_seed": self.config.data_seed})

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rational_lamol.streams import random_stream
 from rational_lamol.tasks import SpecialIds, TrainSequence
 
 
@@ -73,25 +74,32 @@ def sample_with_cache(
     """``n`` samples of at most ``max_length`` tokens (GEN included) via ``model.generate``."""
     device = next(model.parameters()).device
     out: list[list[int]] = []
-    torch.manual_seed(generator_seed)
-    for b0 in range(0, n, batch_size):
-        rows = min(batch_size, n - b0)
-        start = torch.full((rows, 1), start_id, dtype=torch.long, device=device)
-        seqs = model.generate(
-            input_ids=start,
-            attention_mask=torch.ones_like(start),
-            do_sample=True,
-            top_k=top_k if top_k > 0 else None,
-            top_p=None,
-            temperature=temperature,
-            max_length=max_length,
-            eos_token_id=eos_id,
-            pad_token_id=pad_id,
-            use_cache=True,
-        )
-        for row in seqs[:, 1:].tolist():
-            out.append(_cut(row, eos_id))
+    with random_stream(generator_seed):
+        for b0 in range(0, n, batch_size):
+            out += _sample_batch(model, start_id, min(batch_size, n - b0), device, max_length=max_length,
+                                 eos_id=eos_id, pad_id=pad_id, top_k=top_k, temperature=temperature)
     return out
+
+
+def _sample_batch(
+    model, start_id: int, rows: int, device, *, max_length: int, eos_id: int, pad_id: int, top_k: int,
+    temperature: float,
+) -> list[list[int]]:
+    """``rows`` samples from torch's global generator (seeded by the caller)."""
+    start = torch.full((rows, 1), start_id, dtype=torch.long, device=device)
+    seqs = model.generate(
+        input_ids=start,
+        attention_mask=torch.ones_like(start),
+        do_sample=True,
+        top_k=top_k if top_k > 0 else None,
+        top_p=None,
+        temperature=temperature,
+        max_length=max_length,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        use_cache=True,
+    )
+    return [_cut(row, eos_id) for row in seqs[:, 1:].tolist()]
 
 
 @torch.no_grad()
@@ -121,6 +129,11 @@ def sample_without_cache(
         for row in seqs[:, 1:].tolist():
             out.append(_cut(row, eos_id))
     return out
+
+
+def _task_seed(seed: int, task_index: int, process: int = 0) -> int:
+    """The generator seed of one task's samples (and one process's share) within a replay."""
+    return (seed + 1009 * task_index + process) % 2**63
 
 
 def _cut(row: list[int], eos_id: int) -> list[int]:
@@ -170,14 +183,14 @@ def generate_pseudo_samples(
             mine = share[accelerator.process_index]
             rows = sample_with_cache(model, gen_id, mine, max_length=max_length, eos_id=ids_map.eos,
                                      pad_id=ids_map.pad, top_k=top_k, temperature=temperature,
-                                     batch_size=batch_size, generator_seed=seed * 1000 + k * 10 + accelerator.process_index)
+                                     batch_size=batch_size, generator_seed=_task_seed(seed, k, accelerator.process_index))
             from accelerate.utils import gather_object
 
             rows = gather_object(rows)
         else:
             rows = sample_with_cache(model, gen_id, n, max_length=max_length, eos_id=ids_map.eos, pad_id=ids_map.pad,
                                      top_k=top_k, temperature=temperature, batch_size=batch_size,
-                                     generator_seed=seed * 1000 + k * 10)
+                                     generator_seed=_task_seed(seed, k))
         kept = 0
         for row in rows:
             report.generated_tokens += len(row)

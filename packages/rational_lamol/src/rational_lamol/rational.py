@@ -48,6 +48,7 @@ from rational_lamol.rationale_sources import (
     rationale_samples,
     source_kind,
 )
+from rational_lamol.streams import stream_seed
 from rational_lamol.trainer import TrainingCallback
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example
@@ -108,12 +109,80 @@ def cci_rationale_examples(session: Session, task_name: str, split: str) -> tupl
     return examples, info
 
 
-class RationalMethod(LamolMethod):
+class FreezingMethod(LamolMethod):
+    """LAMOL with components frozen while learning every task after the first. Subclasses say
+    what to freeze (:meth:`choose`); this class retrains from ``M_t`` with the freeze in place
+    (on the same batches and pseudo-samples as ``lamol``: :mod:`rational_lamol.streams`) and
+    records the transition in ``cci.json``."""
+
+    level = "block"
+
+    def _check_level(self) -> None:
+        level = self.options["level"] or type(self).level
+        if level != type(self).level:
+            raise DataError(f"method {self.name!r} works at level {type(self).level!r}, not {level!r}",
+                            field=f"method_options.{self.name}.level")
+        self.options["level"] = level
+
+    # -- the freeze history (survives a restart through cci.json) ---------------------------------
+    def history(self, ctx: TaskContext) -> list[dict[str, Any]]:
+        """``cci.json`` entries of the transitions before this stage (a resumed stage is redone)."""
+        path = ctx.run_dir / CCI_FILE
+        if not path.is_file():
+            return []
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        earlier = set(ctx.order[1 : ctx.index])
+        return [e for e in entries if e.get("to_task") in earlier]
+
+    def frozen_before(self, history: Sequence[dict[str, Any]]) -> FreezeSpec:
+        spec = FreezeSpec()
+        if self.options.get("accumulate", True):
+            for entry in history:
+                spec = spec.merged(components_to_spec(entry["chosen"], self.options["level"]))
+        return spec
+
+    def choose(self, ctx: TaskContext, earlier: FreezeSpec, *,
+               callbacks: Sequence[TrainingCallback]) -> tuple[FreezeSpec, FreezeSpec, dict[str, Any]]:
+        """``(chosen, frozen, record)`` for this transition: the new components, everything frozen
+        while retraining, and what ``cci.json`` should say about the choice."""
+        raise NotImplementedError
+
+    # -- one stage --------------------------------------------------------------------------------
+    def learn_task(self, ctx: TaskContext, *, callbacks: Sequence[TrainingCallback] = ()):
+        if ctx.index == 0:
+            return super().learn_task(ctx, callbacks=callbacks)
+        level = self.options["level"]
+        history = self.history(ctx)
+        chosen, frozen, record = self.choose(ctx, self.frozen_before(history), callbacks=callbacks)
+
+        # retrain from M_t (ctx.model, untouched by any probe) with the freeze in place
+        freezer = Freezer(ctx.model, frozen)
+        try:
+            super().learn_task(ctx, callbacks=[*callbacks, freezer])
+            counts = freezer.parameter_report(ctx.model)
+        finally:
+            freezer.release()
+        _log_counts(self.name, counts)
+
+        entry = {
+            "from_task": ctx.order[ctx.index - 1],
+            "to_task": ctx.task_names[0],
+            "level": level,
+            "chosen": spec_to_components(chosen, level),
+            "frozen": spec_to_components(frozen, level),
+            **record,
+            "param_counts": counts,
+        }
+        ctx.write_json(CCI_FILE, [*history, entry])
+        ctx.stats["cci"] = {k: entry[k] for k in ("chosen", "frozen", *(k for k in ("n_used", "n_skipped", "n_tied")
+                                                                       if k in entry))}
+        ctx.stats["frozen_parameters"] = counts["total"]
+        return ctx.model
+
+
+class RationalMethod(FreezingMethod):
     """LAMOL plus rationale-guided critical freezing (probe → CCI → freeze → retrain)."""
 
-    replay = True
-    shares_task1 = True
-    level = "block"
     option_defaults = {
         "level": None,  # set per registered name; may not contradict it
         "top_k": 12,
@@ -127,11 +196,7 @@ class RationalMethod(LamolMethod):
 
     def __init__(self, options: dict[str, Any]) -> None:
         super().__init__(options)
-        level = self.options["level"] or type(self).level
-        if level != type(self).level:
-            raise DataError(f"method {self.name!r} works at level {type(self).level!r}, not {level!r}",
-                            field=f"method_options.{self.name}.level")
-        self.options["level"] = level
+        self._check_level()
         o = self.options
         problems = []
         if not isinstance(o["top_k"], int) or o["top_k"] < 1:
@@ -151,96 +216,55 @@ class RationalMethod(LamolMethod):
         if problems:
             raise DataError("; ".join(problems), field=f"method_options.{self.name}")
 
-    # -- the freeze history (survives a restart through cci.json) ---------------------------------
-    def history(self, ctx: TaskContext) -> list[dict[str, Any]]:
-        """``cci.json`` entries of the transitions before this stage (a resumed stage is redone)."""
-        path = ctx.run_dir / CCI_FILE
-        if not path.is_file():
-            return []
-        entries = json.loads(path.read_text(encoding="utf-8"))
-        earlier = set(ctx.order[1 : ctx.index])
-        return [e for e in entries if e.get("to_task") in earlier]
-
-    def frozen_before(self, history: Sequence[dict[str, Any]]) -> FreezeSpec:
-        spec = FreezeSpec()
-        if self.options["accumulate"]:
-            for entry in history:
-                spec = spec.merged(components_to_spec(entry["chosen"], self.options["level"]))
-        return spec
-
-    # -- one stage --------------------------------------------------------------------------------
-    def learn_task(self, ctx: TaskContext, *, callbacks: Sequence[TrainingCallback] = ()):
-        if ctx.index == 0:
-            return super().learn_task(ctx, callbacks=callbacks)
+    def choose(self, ctx: TaskContext, earlier: FreezeSpec, *,
+               callbacks: Sequence[TrainingCallback]) -> tuple[FreezeSpec, FreezeSpec, dict[str, Any]]:
         o = self.options
         prev_task, task = ctx.order[ctx.index - 1], ctx.task_names[0]
-        history = self.history(ctx)
-        earlier = self.frozen_before(history)
 
-        # 1. probe: a copy of M_t learns the task the LAMOL way (same pseudo-samples as the retrain)
+        # 1. probe: a copy of M_t learns the task the LAMOL way, from its own random stream
         log.info("  [%s] probe: learning %s from a copy of the model", self.name, task)
         probe = ctx.copy_model()
-        super().learn_task(ctx.with_model(probe), callbacks=callbacks)
-        probe_stats = ctx.stats.get("train", []).pop() if ctx.stats.get("train") else None
+        LamolMethod.learn_task(self, ctx.with_model(probe, stream="probe"), callbacks=callbacks)
+        probe_stats = ctx.stats["train"].pop()
 
         # 2. CCI on the previous task's rationale-annotated examples
         examples, source = cci_rationale_examples(ctx.session, prev_task, o["split"])
         examples = examples[: o["n_examples"]]
         items, no_rationale = cci_items(ctx.tasks[prev_task], examples, ctx.tokenizer, ctx.max_length)
-        device = ctx.accelerator.device
         result: CCIResult = identify_critical_components(
             ctx.model, probe,
-            cci_batches(items, batch_size=o["cci_batch_size"], pad_token_id=ctx.ids.pad, device=device),
+            cci_batches(items, batch_size=o["cci_batch_size"], pad_token_id=ctx.ids.pad, device=ctx.accelerator.device),
             level=o["level"], top_k=o["top_k"], beta=float(o["beta"]), row_filter=o["row_filter"],
+            tie_seed=stream_seed(ctx.seed, ctx.learned_tasks, "ties"),
         )
         del probe
         gc.collect()
 
         # 3. freeze what CCI chose (plus the earlier choices when accumulating)
         chosen = FreezeSpec.from_cci(result)
-        frozen = earlier.merged(chosen)
-        log.info("  [%s] CCI %s -> %s: chose %s (votes %s; %d used, %d skipped)", self.name, prev_task, task,
-                 spec_to_components(chosen, o["level"]), result.votes, result.n_used,
-                 result.n_skipped + no_rationale)
+        log.info("  [%s] CCI %s -> %s: chose %s (votes %s; %d used, %d skipped, %d with tied scores)", self.name,
+                 prev_task, task, spec_to_components(chosen, o["level"]), result.votes, result.n_used,
+                 result.n_skipped + no_rationale, result.n_tied)
         if chosen.is_empty():
             log.warning("  [%s] no example could vote (empty rationales in the window): nothing new frozen",
                         self.name)
-
-        # 4. retrain from M_t (ctx.model, untouched by the probe) with the freeze in place
-        freezer = Freezer(ctx.model, frozen)
-        try:
-            super().learn_task(ctx, callbacks=[*callbacks, freezer])
-            counts = freezer.parameter_report(ctx.model)
-        finally:
-            freezer.release()
-        _log_counts(self.name, counts)
-
-        entry = {
-            "from_task": prev_task,
-            "to_task": task,
-            "level": o["level"],
-            "chosen": spec_to_components(chosen, o["level"]),
-            "frozen": spec_to_components(frozen, o["level"]),
+        ctx.stats["probe_train"] = probe_stats
+        record = {
             "votes": result.votes,
             "n_used": result.n_used,
             "n_skipped": result.n_skipped + no_rationale,
             "n_without_rationale": no_rationale,
+            "n_tied": result.n_tied,
             "scores_mean": result.scores_mean,
-            "param_counts": counts,
             "beta": result.beta,
             "row_filter": result.row_filter,
             "top_k": result.top_k,
             "accumulate": o["accumulate"],
             "split": o["split"],
             "rationale_source": source,
-            "ties": "lower index wins (votes and scores)",
+            "ties": result.ties,
         }
-        ctx.write_json(CCI_FILE, [*history, entry])
-        ctx.stats["cci"] = {k: entry[k] for k in ("chosen", "frozen", "n_used", "n_skipped")}
-        ctx.stats["frozen_parameters"] = counts["total"]
-        if probe_stats is not None:
-            ctx.stats["probe_train"] = probe_stats
-        return ctx.model
+        return chosen, earlier.merged(chosen), record
 
 
 def _log_counts(method: str, counts: dict[str, Any]) -> None:

@@ -32,6 +32,11 @@ class Run:
     root: Path
     record: dict[str, Any]
     cci: list[dict[str, Any]] = field(default_factory=list)
+    wall_seconds: float | None = None  # from the run's timing.json (older run dirs: the record)
+
+    def __post_init__(self) -> None:
+        if self.wall_seconds is None:
+            self.wall_seconds = self.record.get("wall_seconds")
 
     @property
     def method(self) -> str:
@@ -58,6 +63,9 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
             cci_path = run.dir / "cci.json"
             if cci_path.is_file():
                 run.cci = json.loads(cci_path.read_text(encoding="utf-8"))
+            timing_path = run.dir / "timing.json"
+            if timing_path.is_file():
+                run.wall_seconds = json.loads(timing_path.read_text(encoding="utf-8")).get("wall_seconds")
             runs.append(run)
     return runs
 
@@ -88,7 +96,7 @@ def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
             mean, std, n = mean_std([r.record["metrics"].get(metric) for r in method_runs])
             row[metric] = {"mean": mean, "std": std, "n": n}
         row["frozen"] = [frozen_components(r) for r in method_runs if r.cci]
-        row["wall_seconds"] = mean_std([r.record.get("wall_seconds") for r in method_runs])[0]
+        row["wall_seconds"] = mean_std([r.wall_seconds for r in method_runs])[0]
         rows.append(row)
     return rows
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from rational_lamol.config import TrainingConfig
 from rational_lamol.lamol import collate, lamol_loss
+from rational_lamol.streams import random_stream
 from rational_lamol.tasks import TrainSequence
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,9 @@ def train_task(
 ):
     """Train ``model`` in place on ``train_sequences`` for ``config.epochs`` epochs; return stats.
 
-    Data order is drawn from ``seed`` (so a resumed run retrains a task identically). Several
+    Data order and dropout are drawn from ``seed`` alone (:mod:`rational_lamol.streams`), so a
+    resumed run retrains a task identically and methods that see the same seed see the same
+    batches. Several
     processes (``accelerate launch``) split every batch (data parallel).
     """
     if accelerator is None:
@@ -134,39 +137,40 @@ def train_task(
     start = time.perf_counter()
     wrapped.train()
     bar = tqdm(total=total, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
-    for _epoch in range(config.epochs):
-        order = list(range(n))
-        rng.shuffle(order)
-        # every process takes its own slice of each global batch
-        global_bs = per_proc * world
-        epoch_losses = []
-        micro = 0
-        for b0 in range(0, n, global_bs):
-            idx = order[b0 : b0 + global_bs][accelerator.process_index :: world]
-            if not idx:  # a short last batch: reuse the first items so every process steps
-                idx = order[: per_proc]
-            batch = collate([train_sequences[i] for i in idx], pad_id, ans_weight=config.ans_weight)
-            batch = batch.to(accelerator.device)
-            with accelerator.autocast():
-                loss, parts = lamol_loss(wrapped, batch, config.lm_lambda)
-            accelerator.backward(loss / config.grad_accum)
-            epoch_losses.append(float(loss.detach()))
-            stats.examples += len(idx)
-            stats.tokens += int(batch.qa_mask.sum()) + (int(batch.lm_mask.sum()) if config.lm_lambda else 0)
-            micro += 1
-            last = b0 + global_bs >= n
-            if micro % config.grad_accum == 0 or last:
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                for cb in callbacks:
-                    cb.on_after_optimizer_step(model)
-                stats.steps += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{parts['qa']:.3f}/{parts['lm']:.3f}")
-        stats.losses.append(sum(epoch_losses) / max(1, len(epoch_losses)))
+    with random_stream(seed):  # batches and dropout: a function of the seed alone
+        for _epoch in range(config.epochs):
+            order = list(range(n))
+            rng.shuffle(order)
+            # every process takes its own slice of each global batch
+            global_bs = per_proc * world
+            epoch_losses = []
+            micro = 0
+            for b0 in range(0, n, global_bs):
+                idx = order[b0 : b0 + global_bs][accelerator.process_index :: world]
+                if not idx:  # a short last batch: reuse the first items so every process steps
+                    idx = order[: per_proc]
+                batch = collate([train_sequences[i] for i in idx], pad_id, ans_weight=config.ans_weight)
+                batch = batch.to(accelerator.device)
+                with accelerator.autocast():
+                    loss, parts = lamol_loss(wrapped, batch, config.lm_lambda)
+                accelerator.backward(loss / config.grad_accum)
+                epoch_losses.append(float(loss.detach()))
+                stats.examples += len(idx)
+                stats.tokens += int(batch.qa_mask.sum()) + (int(batch.lm_mask.sum()) if config.lm_lambda else 0)
+                micro += 1
+                last = b0 + global_bs >= n
+                if micro % config.grad_accum == 0 or last:
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    for cb in callbacks:
+                        cb.on_after_optimizer_step(model)
+                    stats.steps += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{parts['qa']:.3f}/{parts['lm']:.3f}")
+            stats.losses.append(sum(epoch_losses) / max(1, len(epoch_losses)))
     bar.close()
     stats.seconds = time.perf_counter() - start
     stats.final_loss = stats.losses[-1] if stats.losses else float("nan")

@@ -1,0 +1,114 @@
+"""Random controls for Rational LAMOL: the same amount of freezing, chosen without rationales.
+
+``random-block`` and ``random-head`` train exactly as ``lamol`` (same batches, pseudo-samples and
+dropout: :mod:`rational_lamol.streams`) and freeze, at every transition, as many components as
+their rational counterpart froze at the same transition of the same (order, seed): they read
+``rational-block``'s / ``rational-head``'s ``cci.json`` beside their own run dir, so the
+counterpart must be in the experiment's methods (the pipeline runs it first). The components are
+drawn uniformly at random from the model's blocks (or (block, head) pairs) with a stream of their
+own; the components frozen at earlier transitions are kept when the counterpart's freeze grew
+(``accumulate``), so a control's freeze nests like the rational one's. The difference between a
+rational method and its control is then what the rationales chose, not how much was frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rational_lamol.adapters import adapter_for
+from rational_lamol.freezing import FreezeSpec
+from rational_lamol.methods import register_method
+from rational_lamol.rational import CCI_FILE, FreezingMethod, components_to_spec, spec_to_components
+from rational_lamol.streams import stream_seed
+from rational_lamol.trainer import TrainingCallback
+from rationale_commons.errors import DataError
+
+if TYPE_CHECKING:
+    from rational_lamol.pipeline import TaskContext
+
+log = logging.getLogger("rational_lamol")
+
+
+def all_components(n_blocks: int, n_heads: int, level: str) -> list[Any]:
+    """Every block ``[b, ...]`` or every (block, head) pair ``[[b, h], ...]``, in index order."""
+    if level == "block":
+        return list(range(n_blocks))
+    return [[b, h] for b in range(n_blocks) for h in range(n_heads)]
+
+
+def matched_random_freeze(
+    universe: Sequence[Any], earlier: Sequence[Any], size: int, rng: np.random.Generator
+) -> list[Any]:
+    """A random freeze of ``size`` components: as many of ``earlier`` as fit (a random subset when
+    the freeze shrank), the rest drawn uniformly without replacement from the others."""
+    if not 0 <= size <= len(universe):
+        raise ValueError(f"cannot freeze {size} of {len(universe)} components")
+    keep = rng.choice(len(earlier), size=min(size, len(earlier)), replace=False)
+    kept = [earlier[i] for i in sorted(keep)]
+    rest = [c for c in universe if c not in kept]
+    drawn = [rest[i] for i in rng.choice(len(rest), size=size - len(kept), replace=False)]
+    return kept + drawn
+
+
+class RandomControlMethod(FreezingMethod):
+    """Freeze as many components as ``counterpart`` did, chosen at random."""
+
+    counterpart = "rational-block"
+    option_defaults = {"level": None}
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        super().__init__(options)
+        self._check_level()
+
+    def frozen_before(self, history: Sequence[dict[str, Any]]) -> FreezeSpec:
+        """What this control froze at the previous transition (the draw starts from it)."""
+        return components_to_spec(history[-1]["frozen"], self.options["level"]) if history else FreezeSpec()
+
+    def counterpart_entry(self, ctx: TaskContext) -> dict[str, Any]:
+        path = ctx.run_dir.parent / self.counterpart / CCI_FILE
+        prev_task, task = ctx.order[ctx.index - 1], ctx.task_names[0]
+        entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+        for entry in entries:
+            if entry.get("from_task") == prev_task and entry.get("to_task") == task:
+                return entry
+        raise DataError(f"{self.name} freezes as many components as {self.counterpart}, but {path} has no "
+                        f"{prev_task} -> {task} transition; run {self.counterpart} for this order and seed first")
+
+    def choose(self, ctx: TaskContext, earlier: FreezeSpec, *,
+               callbacks: Sequence[TrainingCallback]) -> tuple[FreezeSpec, FreezeSpec, dict[str, Any]]:
+        level = self.options["level"]
+        target = self.counterpart_entry(ctx)
+        adapter = adapter_for(ctx.model)
+        universe = all_components(adapter.n_blocks, adapter.n_heads, level)
+        size = len(target["frozen"])
+        rng = np.random.default_rng(stream_seed(ctx.seed, ctx.learned_tasks, "control"))
+        frozen_list = matched_random_freeze(universe, spec_to_components(earlier, level), size, rng)
+        frozen = components_to_spec(frozen_list, level)
+        kept = spec_to_components(earlier, level)
+        chosen = components_to_spec([c for c in frozen_list if c not in kept], level)
+        log.info("  [%s] froze %d component(s) at random, as %s did: %s", self.name, size, self.counterpart,
+                 spec_to_components(frozen, level))
+        record = {"matched_to": self.counterpart, "matched_frozen": target["frozen"],
+                  "draw": "uniform without replacement among the components not frozen before"}
+        return chosen, frozen, record
+
+
+@register_method("random-block")
+class RandomBlockMethod(RandomControlMethod):
+    """Control for ``rational-block``: as many blocks frozen, chosen at random."""
+
+    level = "block"
+    counterpart = requires = "rational-block"
+
+
+@register_method("random-head")
+class RandomHeadMethod(RandomControlMethod):
+    """Control for ``rational-head``: as many (block, head) pairs frozen, chosen at random."""
+
+    level = "head"
+    counterpart = requires = "rational-head"
