@@ -148,7 +148,8 @@ class TaskContext:
 
     def with_model(self, model) -> TaskContext:
         """The same stage with another model (e.g. a probe copy); shares the replay cache."""
-        self.replay_sequences() if self.method.replay and self.index > 0 else None
+        if self.method.replay and self.index > 0:
+            self.replay_sequences()
         return TaskContext(**{**self.__dict__, "model": model, "stats": self.stats})
 
     def copy_model(self):
