@@ -1,4 +1,4 @@
-"""CCI (ALGORITHMS.md §2): P_beta against numpy, IoU, a hand-computed 2-block 2-head toy, votes and
+"""CCI (docs/algorithms.md §2): P_beta against numpy, IoU, a hand-computed 2-block 2-head toy, votes and
 ties, skipped examples, and parity with the direct per-row loop (tests/oracles/cci_reference_loop.py)."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A run is described by a TOML file (``rational-lamol run --config FILE.toml``) th
 error is reported as one :class:`~rationale_commons.errors.DataError` naming the file and the
 field, before any model is loaded or trained. The resolved config is written to every run dir.
 
-Defaults follow LAMOL (Sun et al., ICLR 2020; ALGORITHMS.md §1): lr 6.25e-5, lm_lambda 0.25,
+Defaults follow LAMOL (Sun et al., ICLR 2020; docs/algorithms.md §1): lr 6.25e-5, lm_lambda 0.25,
 gamma 0.2, top-k 20, greedy decoding at test time.
 """
 
