@@ -64,7 +64,7 @@ SETTINGS: dict[str, dict[str, tuple[dict, dict]]] = {  # task -> (synthetic opti
     # planted rationale is the only best one and token F1 measures what the objective rewards), and the token
     # is worth more than the second planted word to a plain RNP (exact Bayes cross-entropies, sentiment:
     # word + token 0.415 nats, both words 0.463). For InvRat's generator the token stays worth taking where the two
-    # planted words disagree until lambda_diff 5.94 at 0.9 / 0.7 (invrat_game_optimum.py). Fixed budget of 2 words, GloVe,
+    # planted words disagree until lambda_diff 5.94 at 0.9 / 0.7 (bench_invrat_game_optimum.py). Fixed budget of 2 words, GloVe,
     # deterministic top-k (no logistic noise: with it the predictors trained on near-random masks, train
     # cross-entropy 0.64 against 0.45 on dev), model selection by the dev environment gap
     # (select_by = "invariance"). No pair task (its players do not learn the lookup from GloVe vectors).
