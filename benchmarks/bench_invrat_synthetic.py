@@ -1,12 +1,12 @@
 """InvRat vs plain RNP (the same code with the environment player switched off) on polluted synthetic tasks.
 
-The InvRat paper's own check (ALGORITHMS.md §3): a label-correlated spurious token is prepended with
+The InvRat paper's own check (docs/algorithms.md §3): a label-correlated spurious token is prepended with
 a different correlation per training environment (0.9 / 0.7) and the reverse at test. Reported per
 task and method: spurious-token selection rate on test, planted-rationale token F1 (ERASER instance
 macro, via the shared scorer), test accuracy of f_i, selection rate.
 
 Usage:  python benchmarks/bench_invrat_synthetic.py [--setting S] [--tasks T ...] [--seeds 0 1 ...] [--jobs 2]
-Writes benchmarks/results/bench_invrat_synthetic_<setting>.json (see SETTINGS); ``--runs-dir D`` keeps every
+Writes benchmarks/results/invrat_synthetic/<setting>.json (see SETTINGS; --out: elsewhere); ``--runs-dir D`` keeps every
 run dir (per-epoch and per-restart metrics) and makes a rerun resume them.
 """
 
@@ -28,7 +28,7 @@ from rationale_commons.metrics.eraser import score_results, summary
 from rationale_commons.runtime import choose_device, machine_info, write_json_atomic
 from rationale_commons.synthetic import make_task, spurious_selection_rate
 
-HERE = Path(__file__).resolve().parent
+from common import command_line, parse_override, result_path
 
 # Settings of the suite. "matched": every document has the same length and number of planted
 # words, so alpha can equal the planted fraction (the sparsity target is then the truth's size),
@@ -64,7 +64,7 @@ SETTINGS: dict[str, dict[str, tuple[dict, dict]]] = {  # task -> (synthetic opti
     # planted rationale is the only best one and token F1 measures what the objective rewards), and the token
     # is worth more than the second planted word to a plain RNP (exact Bayes cross-entropies, sentiment:
     # word + token 0.415 nats, both words 0.463). For InvRat's generator the token stays worth taking where the two
-    # planted words disagree until lambda_diff 5.94 at 0.9 / 0.7 (invrat_game_optimum.py). Fixed budget of 2 words, GloVe,
+    # planted words disagree until lambda_diff 5.94 at 0.9 / 0.7 (bench_invrat_game_optimum.py). Fixed budget of 2 words, GloVe,
     # deterministic top-k (no logistic noise: with it the predictors trained on near-random masks, train
     # cross-entropy 0.64 against 0.45 on dev), model selection by the dev environment gap
     # (select_by = "invariance"). No pair task (its players do not learn the lookup from GloVe vectors).
@@ -118,22 +118,6 @@ def run_one(task: str, env_player: bool, seed: int, args: argparse.Namespace, fo
     }
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    """``key=value`` with a JSON value (``2``, ``true``, ``"x"``), else the raw string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-def format_overrides(pairs: list[tuple[str, object]]) -> str:
-    """The ``--set`` options that ``parse_override`` reads back, for a result's command line."""
-    return "".join(f" --set {key}={json.dumps(value)}" for key, value in pairs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=None, help="default: every task of the setting")
@@ -157,13 +141,13 @@ def main() -> None:
                         help="keep every run dir here (metrics.json per epoch and restart; a rerun resumes them); "
                         "default: a temporary folder")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default: benchmarks/results/bench_invrat_synthetic_<setting>.json")
+                        help="default: benchmarks/results/invrat_synthetic/<setting>.json")
     args = parser.parse_args()
     args.tasks = args.tasks or list(SETTINGS[args.setting])
     missing = [task for task in args.tasks if task not in SETTINGS[args.setting]]
     if missing:
         parser.error(f"setting {args.setting!r} has no task(s) {missing}; it has {list(SETTINGS[args.setting])}")
-    args.out = args.out or HERE / "results" / f"bench_invrat_synthetic_{args.setting}.json"
+    args.out = args.out or result_path("invrat_synthetic", args.setting)
     jobs = [(task, method, seed) for task in args.tasks for method in args.methods for seed in args.seeds]
     rows: dict[tuple[str, str, int], dict] = {}
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(
@@ -189,7 +173,7 @@ def main() -> None:
                             **{f"mean_{k}": float(np.mean([r[k] for r in mine])) for k in SUMMARISED}})
             print(f"{task:>10} {method:>7} mean of {len(mine)}: "
                   + "  ".join(f"{k} {summary[-1]['mean_' + k]:.3f}" for k in SUMMARISED), flush=True)
-    write_json_atomic(args.out, {"benchmark": "invrat vs rnp on polluted synthetic tasks",
+    write_json_atomic(args.out, {"benchmark": "invrat vs rnp on polluted synthetic tasks", "command": command_line(),
                                  "args": vars(args) | {"out": str(args.out), "runs_dir": args.runs_dir and str(args.runs_dir)}, "summary": summary, "rows": ordered,
                                  "machine": machine_info(choose_device(str(dict(args.set).get("device", "auto"))))})
 

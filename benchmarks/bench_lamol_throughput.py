@@ -3,7 +3,7 @@ a plain token-by-token loop without the cache) and training (tokens/s of `train_
 
     python benchmarks/bench_lamol_throughput.py [--quick] [--threads N] [--device cpu]
 
-Writes benchmarks/results/bench_lamol_throughput.json. Models are fresh GPT-2s (random weights
+Writes benchmarks/results/lamol_throughput/<device>.json. Models are fresh GPT-2s (random weights
 never emit EOS early, so every sample runs to the window: both samplers do the same work).
 """
 
@@ -21,6 +21,8 @@ from rational_lamol.pseudo import sample_with_cache, sample_without_cache
 from rational_lamol.tasks import TrainSequence
 from rational_lamol.trainer import train_task
 from rationale_commons.runtime import machine_info, write_json_atomic
+
+from common import command_line, result_path
 
 SIZES = {
     "demo (2L, d128)": dict(n_layer=2, n_head=4, n_embd=128),
@@ -77,13 +79,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_lamol_throughput.json"))
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/lamol_throughput/<device>.json")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     window, vocab = 96, 1000
     n_gen, n_train = (16, 32) if args.quick else (64, 128)
-    results = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    out = args.out or result_path("lamol_throughput", args.device.split(":")[0])
+    results = {"command": command_line(), "device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "machine": machine_info(args.device), "window": window, "vocab": vocab, "runs": {}}
     for label, size in SIZES.items():
         model = build(size, vocab, window, args.device)
@@ -93,8 +96,8 @@ def main() -> None:
         print(f"{label}: generation {gen['kv_cache_batched']['tokens_per_second']:.0f} tok/s with cache vs "
               f"{gen['no_cache_loop']['tokens_per_second']:.0f} without ({gen['speedup']}x); "
               f"training {train['tokens_per_second']:.0f} tok/s", flush=True)
-    write_json_atomic(args.out, results)
-    print(f"wrote {args.out}")
+    write_json_atomic(out, results)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Runs ``rational-lamol run --seeds S --out OUT/seedS`` once per seed (the built-i
 unless ``--config``; ``--jobs`` seeds at a time, one CPU thread each when more than one), then
 summarizes the run dirs with ``rational_lamol.report.summarize`` (ACC, BWT, FWT, forgetting,
 mean ± std over seeds; what was frozen) and writes it, with the wall time and the exact command,
-to ``benchmarks/results/main_job.json``. Resumable: ``--resume`` continues a killed run dir.
+to ``benchmarks/results/main_job/<config name, or default>.json``. Resumable: ``--resume`` continues a killed run dir.
 
     python benchmarks/bench_main_job.py --seeds 0,1,2 --jobs 2 --out runs/main-job
 """
@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from common import command_line, result_path
 
 
 def main() -> None:
@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/main-job"))
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once")
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "main_job.json")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="default: benchmarks/results/main_job/<config name, or default>.json")
     args = parser.parse_args()
 
     seeds = [s.strip() for s in args.seeds.split(",") if s.strip()]
@@ -55,6 +56,7 @@ def main() -> None:
     runs = load_runs([args.out / f"seed{seed}" for seed in seeds])
     rows = summarize(runs)
     result = {
+        "command": command_line(),
         "commands": [" ".join(cmd) for cmd in commands],
         "jobs": args.jobs,
         "wall_seconds": round(wall, 1),
@@ -65,9 +67,10 @@ def main() -> None:
                      "score_matrix": r.record["score_matrix"], "frozen": r.cci[-1]["frozen"] if r.cci else None}
                     for r in runs],
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"written {args.json}", file=sys.stderr)
+    out = args.json or result_path("main_job", Path(args.config).stem if args.config else "default")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(f"written {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,12 @@
-"""The exact game optimum on the word-noise task (benchmarks/invrat_game_optimum.py), checked by hand."""
+"""The exact game optimum on the word-noise task (tests/oracles/invrat_game_optimum.py), checked by hand."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "invrat_game_optimum", Path(__file__).resolve().parents[2] / "benchmarks" / "invrat_game_optimum.py"
-)
-optimum = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(optimum)
+from oracles import invrat_game_optimum as optimum
 
 
 def cross_entropy(p: float, q: float) -> float:

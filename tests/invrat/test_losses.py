@@ -1,4 +1,4 @@
-"""Hand-computed InvRat loss terms (ALGORITHMS.md §3) and the straight-through estimator."""
+"""Hand-computed InvRat loss terms (docs/algorithms.md §3) and the straight-through estimator."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
-"""CCI (ALGORITHMS.md §2): P_beta against numpy, IoU, a hand-computed 2-block 2-head toy, votes and
-ties, skipped examples, and parity with the direct per-row loop (benchmarks/cci_reference_loop.py)."""
+"""CCI (docs/algorithms.md §2): P_beta against numpy, IoU, a hand-computed 2-block 2-head toy, votes and
+ties, skipped examples, and parity with the direct per-row loop (tests/oracles/cci_reference_loop.py)."""
 
 from __future__ import annotations
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,17 +26,11 @@ from rational_lamol.cci import (
     vote_heads,
 )
 
+from oracles import cci_reference_loop as ref
+
 VOCAB = 64  # the tiny models' vocabulary (TINY_VOCAB in conftest.py)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
-
-
-_spec = importlib.util.spec_from_file_location(
-    "cci_reference_loop",
-    Path(__file__).resolve().parents[2] / "benchmarks" / "cci_reference_loop.py",
-)
-ref = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ref)
 
 
 def perturbed(model, scale=0.5, seed=1):

@@ -1,4 +1,4 @@
-"""QA building (ALGORITHMS.md §1): the context is truncated from its end, never the question or answer."""
+"""QA building (docs/algorithms.md §1): the context is truncated from its end, never the question or answer."""
 
 from __future__ import annotations
 

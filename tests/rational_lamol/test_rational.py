@@ -1,4 +1,4 @@
-"""Rational LAMOL through the real pipeline: probe → CCI → freeze → retrain (ALGORITHMS.md §2).
+"""Rational LAMOL through the real pipeline: probe → CCI → freeze → retrain (docs/algorithms.md §2).
 
 One tiny 3-task run per module (a 2-block GPT-2, real AdamW steps with weight decay) is shared by
 the tests below; they read its run dir the way report.py does.

@@ -1,4 +1,4 @@
-"""Lifelong metrics on hand-computed score matrices (ALGORITHMS.md §4)."""
+"""Lifelong metrics on hand-computed score matrices (docs/algorithms.md §4)."""
 
 from __future__ import annotations
 

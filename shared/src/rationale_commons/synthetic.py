@@ -32,7 +32,7 @@ label's vocabulary with probability q (it stays part of the rationale). With lab
 words are redundant, one of them says all that the text says; with word noise every planted word
 adds evidence, so the whole planted rationale is the only best one.
 
-Pollution (InvRat §5 / ALGORITHMS.md §3, ``polluted=True``): a spurious token
+Pollution (InvRat §5 / docs/algorithms.md §3, ``polluted=True``): a spurious token
 ``SPURIOUS_TOKEN`` is prepended to some documents with a rate that depends on the
 label and the environment. In train AND val (val has the train distribution, so
 model selection on val does not see the shift) every example gets env "env0" or

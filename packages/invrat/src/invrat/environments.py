@@ -1,4 +1,4 @@
-"""Where environments come from (ALGORITHMS.md §3, "Environments").
+"""Where environments come from (docs/algorithms.md §3, "Environments").
 
 InvRat needs an environment per training example. Most NLP datasets (all of
 ERASER) have none, so the policy is explicit and recorded in the run dir:

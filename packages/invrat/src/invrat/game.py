@@ -1,4 +1,4 @@
-"""The InvRat training game (Chang et al. 2020, §3.3; ALGORITHMS.md §3).
+"""The InvRat training game (Chang et al. 2020, §3.3; docs/algorithms.md §3).
 
 Players are updated in turn following ``config.schedule`` (one player per
 batch, cycled: the reference's 1 generator : 3 f_i : 3 f_e per 7 steps).

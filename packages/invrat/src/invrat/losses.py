@@ -1,4 +1,4 @@
-"""The InvRat objective as pure tensor functions (Chang et al., ICML 2020, §3; ALGORITHMS.md §3).
+"""The InvRat objective as pure tensor functions (Chang et al., ICML 2020, §3; docs/algorithms.md §3).
 
 Shapes: B = batch, T = sequence length. ``mask`` is 1 on the positions a term is
 taken over (real document tokens) and 0 elsewhere (padding, the separator, the

@@ -1,4 +1,4 @@
-"""Words → ids for the three players (ALGORITHMS.md §3, "Pair tasks").
+"""Words → ids for the three players (docs/algorithms.md §3, "Pair tasks").
 
 A sequence is ``document words[:max_len]`` then, for pair tasks, ``<sep>`` and
 ``query words[:max_query_len]`` appended at the END of the document, as the

@@ -1,6 +1,6 @@
 """Architecture adapters: where a causal LM keeps its blocks, its heads' weights and its attention.
 
-CCI and critical freezing (ALGORITHMS.md §2) talk about "block b" and "head h of block b". Each
+CCI and critical freezing (docs/algorithms.md §2) talk about "block b" and "head h of block b". Each
 architecture family stores those differently; one small class per family answers the few questions
 the rest of the package asks, reading every size from the model's config (never 12, 64 or 768):
 

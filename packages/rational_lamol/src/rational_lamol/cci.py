@@ -1,6 +1,6 @@
 """Critical Component Identification (CCI), Rational LAMOL (Kanwatchara et al., ACL-IJCNLP 2021) §3.
 
-ALGORITHMS.md §2 is the specification; the names below follow it. For one example with D document
+docs/algorithms.md §2 is the specification; the names below follow it. For one example with D document
 tokens, ``A[b, h, s, :]`` is the attention of query position s over the D document keys, in block
 b and head h (post-softmax, cropped to the document). Then
 

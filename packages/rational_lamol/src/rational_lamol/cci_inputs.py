@@ -1,4 +1,4 @@
-"""Examples → CCI inputs (Rational LAMOL §3; ALGORITHMS.md §2 "Inputs to CCI").
+"""Examples → CCI inputs (Rational LAMOL §3; docs/algorithms.md §2 "Inputs to CCI").
 
 For each rationale-annotated example of the previous task the model reads the QA text
 ``c q __ans__ a`` (no GEN, no EOS), encoded exactly as training encodes it

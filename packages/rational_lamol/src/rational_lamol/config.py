@@ -5,7 +5,7 @@ A run is described by a TOML file (``rational-lamol run --config FILE.toml``) th
 error is reported as one :class:`~rationale_commons.errors.DataError` naming the file and the
 field, before any model is loaded or trained. The resolved config is written to every run dir.
 
-Defaults follow LAMOL (Sun et al., ICLR 2020; ALGORITHMS.md §1): lr 6.25e-5, lm_lambda 0.25,
+Defaults follow LAMOL (Sun et al., ICLR 2020; docs/algorithms.md §1): lr 6.25e-5, lm_lambda 0.25,
 gamma 0.2, top-k 20, greedy decoding at test time.
 """
 
@@ -15,7 +15,11 @@ import itertools
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rationale_commons.errors import DataError, validation_message
@@ -148,7 +152,6 @@ class ExperimentConfig(_Strict):
         default_factory=dict, description="per-method options, e.g. [method_options.rational-block]"
     )
     data_seed: int = Field(0, description="seed of synthetic data and of val splits carved from train")
-    invrat: dict[str, Any] | None = Field(None, description="InvRat options for tasks with rationales = 'invrat'")
     invrat: dict[str, Any] = Field(
         default_factory=dict,
         description="InvRat settings (invrat.InvRatConfig keys) for tasks with rationales = 'invrat'",
@@ -238,8 +241,6 @@ def _resolve_relative_paths(config: ExperimentConfig, base: Path) -> ExperimentC
             value = getattr(task, attr)
             if value is None or value.startswith(SYNTHETIC_PREFIX) or value in RATIONALE_KEYWORDS \
                     or Path(value).is_absolute():
-                continue
-            if attr == "rationales" and value in RATIONALE_KEYWORDS:
                 continue
             candidate = base / value
             if candidate.exists():

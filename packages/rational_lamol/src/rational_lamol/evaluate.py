@@ -1,5 +1,5 @@
 """Evaluation: greedy decoding after ``__ans__`` and exact match of the normalized answer
-(ALGORITHMS.md §1; the reference code sampled at test time, we decode greedily).
+(docs/algorithms.md §1; the reference code sampled at test time, we decode greedily).
 
 Prompts ``c q __ans__`` are left-padded and decoded in batches with the KV cache; position ids
 follow the attention mask so padding does not shift positions (GPT-2 and Llama alike).

@@ -1,4 +1,4 @@
-"""Critical freezing (Rational LAMOL §3, ALGORITHMS.md §2 "Freezing"): frozen means bit-identical.
+"""Critical freezing (Rational LAMOL §3, docs/algorithms.md §2 "Freezing"): frozen means bit-identical.
 
 The reference code failed three ways, each guarded against here (and tested):
 

@@ -1,4 +1,4 @@
-"""LAMOL's loss (Sun et al., ICLR 2020; ALGORITHMS.md §1), as pure tensor functions.
+"""LAMOL's loss (Sun et al., ICLR 2020; docs/algorithms.md §1), as pure tensor functions.
 
 - QA sequence ``c q __ans__ a EOS``: loss only on ``a EOS`` (the tokens after ``__ans__``).
 - LM sequence ``GEN c q __ans__ a EOS``: loss on every token after GEN.

@@ -2,7 +2,7 @@
 
 A method says how the model learns one stage of the task sequence (:meth:`Method.learn_task`);
 the pipeline owns everything else (the order, evaluation, checkpoints, resume, results).
-Built in (ALGORITHMS.md §1):
+Built in (docs/algorithms.md §1):
 
 - ``lamol``: the task's data plus pseudo-samples of earlier tasks, ``L = L_QA + lm_lambda L_LM``.
 - ``finetune``: the same training without replay (sequential fine-tuning: the lower bound).

@@ -127,8 +127,3 @@ def save_model(model, tokenizer, folder: str | Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
-
-
-def model_signature(config: ModelConfig) -> dict:
-    """What identifies an initial model (for caching the shared task-1 checkpoint)."""
-    return config.model_dump()

@@ -1,4 +1,4 @@
-"""The per-task loop shared by every method (ALGORITHMS.md §1).
+"""The per-task loop shared by every method (docs/algorithms.md §1).
 
 For each (task order, seed, method) run: start from the same initial model, score it on every
 task (the baseline row), then for each stage let the method learn it, score every task, save the

@@ -1,5 +1,5 @@
 """LAMOL pseudo-samples: the model generates old tasks' examples from their generation token
-(ALGORITHMS.md §1).
+(docs/algorithms.md §1).
 
 Sampling is batched (every row starts from the same GEN token, so no padding) with top-k,
 temperature 1, and the KV cache (``model.generate``), until EOS or the window. A sample is kept

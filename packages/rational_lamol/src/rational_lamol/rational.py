@@ -2,7 +2,7 @@
 
 Methods ``rational-block`` and ``rational-head``. Task 1 is learned exactly as LAMOL learns it
 (the pipeline shares that model). For every later task t+1, given ``M_t`` (``ctx.model``), the four
-steps of ALGORITHMS.md §2:
+steps of docs/algorithms.md §2:
 
 1. **probe**: a deep copy of ``M_t`` learns task t+1 the LAMOL way (task data + pseudo-samples);
 2. **CCI**: :func:`rational_lamol.cci.identify_critical_components` compares ``M_t`` (old) with the

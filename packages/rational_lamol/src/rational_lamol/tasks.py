@@ -1,4 +1,4 @@
-"""Tasks as LAMOL QA text (ALGORITHMS.md §1).
+"""Tasks as LAMOL QA text (docs/algorithms.md §1).
 
 Every example becomes ``c q __ans__ a EOS``: context ``c`` (the document), question ``q`` (the
 example's query, or the task's fixed question for single-input tasks), answer ``a`` (the label as

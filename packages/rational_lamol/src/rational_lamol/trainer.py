@@ -1,5 +1,5 @@
 """Training one task: AdamW (no decay on biases and norms), grad-norm clip, linear warm-up then
-linear decay, autocast, Hugging Face Accelerate for several processes (ALGORITHMS.md §1).
+linear decay, autocast, Hugging Face Accelerate for several processes (docs/algorithms.md §1).
 
 :func:`train_task` is the hook other steps build on: callbacks see the model when training
 starts and after every optimizer step (the critical-freezing ``Freezer`` restores frozen weight

@@ -1,4 +1,4 @@
-"""Lifelong-learning metrics over a score matrix (ALGORITHMS.md §4).
+"""Lifelong-learning metrics over a score matrix (docs/algorithms.md §4).
 
 ``R[i][j]`` is the score on task ``j`` after training task ``i`` (0-based here; the
 paper formulas are 1-based). ``T`` tasks give a ``T x T`` matrix. Scores may be

@@ -15,26 +15,17 @@ words disagree they say nothing about the label, and there the token is worth si
 penalty: the game's optimum keeps the token in those documents (37.5% of the documents holding it)
 until lambda_diff reaches 5.94 (sentiment; 5.93 on topic).
 
-    python benchmarks/invrat_game_optimum.py [--word-noise 0.25] [--lambdas 1 2 5 6 10]
-
-Writes benchmarks/results/invrat_game_optimum.json.
+``benchmarks/bench_invrat_game_optimum.py`` runs it for a range of lambda_diff and writes the
+result; ``tests/invrat/test_game_optimum.py`` checks it by hand.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NamedTuple
-
-from rationale_commons.runtime import write_json_atomic
-from rationale_commons.synthetic import TASK_LABELS, SyntheticTaskSpec
-
-HERE = Path(__file__).resolve().parent
 
 
 class Document(NamedTuple):
@@ -166,42 +157,3 @@ def break_even(docs: Sequence[Document], policy: Policy, reference: Policy) -> f
     loss_i, loss_e = bayes_losses(docs, policy)
     ref_i, _ = bayes_losses(docs, reference)
     return max(0.0, (ref_i - loss_i) / (loss_i - loss_e))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--word-noise", type=float, default=0.25)
-    parser.add_argument("--lambdas", type=float, nargs="+", default=[0, 1, 2, 3, 4, 5, 5.9, 6, 8, 10, 20])
-    parser.add_argument("--tasks", nargs="+", default=["sentiment", "topic"])
-    parser.add_argument("--train-rates", type=float, nargs=2, default=None,
-                        help="the token's rate for the first label in env0 and env1 (default: the synthetic default)")
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "invrat_game_optimum.json")
-    args = parser.parse_args()
-    rates = tuple(args.train_rates or SyntheticTaskSpec(name="sentiment").train_rates)
-    result: dict = {"command": " ".join(["python", *sys.argv]), "word_noise": args.word_noise,
-                    "train_rates": list(rates), "tasks": {}}
-    for task in args.tasks:
-        n_labels = len(TASK_LABELS[task])
-        docs = documents(n_labels, args.word_noise, rates)
-        scored = score_policies(docs, n_labels)
-        rows = optimum_by_lambda(docs, scored, n_labels, args.lambdas)
-        result["tasks"][task] = {
-            "invariant_optimum_from_lambda_diff": round(invariance_threshold(scored), 3),
-            "break_even_token_always": round(break_even(docs, token_everywhere, both_words), 3),
-            "break_even_token_where_words_disagree": round(break_even(docs, token_where_words_disagree, both_words), 3),
-            "optimum": rows,
-        }
-        print(f"{task}: the optimum is the invariant rationale from lambda_diff "
-              f"{result['tasks'][task]['invariant_optimum_from_lambda_diff']}")
-        print(f"  break-even lambda_diff, token in every document "
-              f"{result['tasks'][task]['break_even_token_always']}, only where the planted words disagree "
-              f"{result['tasks'][task]['break_even_token_where_words_disagree']}")
-        for row in rows:
-            print(f"  lambda_diff {row['lambda_diff']:5}: optimum takes the token in {row['token_taken_share']:.1%} "
-                  f"of the documents holding it (L_i {row['loss_i']}, L_i - L_e {row['penalty']})")
-    write_json_atomic(args.json, result)
-    print(f"written {args.json}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,5 @@
 """CCI as the reference code computed it — a direct numpy loop over blocks, heads and rows — but
-with the corrected definitions of ALGORITHMS.md §2 (same block b of the old model, each head's own
+with the corrected definitions of docs/algorithms.md §2 (same block b of the old model, each head's own
 GT comparison, empty-GT examples skipped, IoU = 1 when both masks are empty).
 
 This is the baseline of ``bench_cci.py`` and the parity reference of ``tests/rational_lamol/test_cci.py``.

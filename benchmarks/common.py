@@ -1,0 +1,69 @@
+"""Helpers every benchmark script shares: where results go, the shared data, ``--set KEY=VALUE``
+overrides, the command line a result records, and the reference oracles kept under ``tests/oracles``.
+
+Scripts run as ``python benchmarks/<script>.py``, so this folder is first on ``sys.path`` and
+``from common import ...`` finds this module. No script imports another script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCHMARKS = Path(__file__).resolve().parent
+REPO = BENCHMARKS.parent
+RESULTS = BENCHMARKS / "results"
+#: ``../shared/data`` beside the repository, or ``$RATIONALE_SHARED_DATA``
+SHARED_DATA = Path(os.environ.get("RATIONALE_SHARED_DATA", REPO.parent / "shared" / "data"))
+ORACLES = REPO / "tests" / "oracles"
+
+
+def result_path(benchmark: str, name: str) -> Path:
+    """``benchmarks/results/<benchmark>/<name>.json``: one folder per benchmark."""
+    return RESULTS / benchmark / f"{name}.json"
+
+
+def command_line() -> str:
+    """The command that is running, as a user would type it from the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script_text = str(script.relative_to(REPO))
+    except ValueError:
+        script_text = sys.argv[0]
+    return shlex.join(["python", script_text, *sys.argv[1:]])
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key=value`` with a JSON value (``2``, ``true``, ``"x"``), else the raw string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def format_overrides(pairs: list[tuple[str, object]], flag: str = "--set") -> str:
+    """The ``--set`` options that :func:`parse_override` reads back, for a result's command line."""
+    return "".join(f" {flag} {key}={json.dumps(value)}" for key, value in pairs)
+
+
+def load_oracle(name: str) -> ModuleType:
+    """A reference implementation from ``tests/oracles/<name>.py``: one copy, shared with the tests."""
+    module_name = f"oracles.{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ORACLES / f"{name}.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no oracle {name!r} in {ORACLES}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # NamedTuples and dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module

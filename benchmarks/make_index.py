@@ -1,0 +1,199 @@
+"""Write ``benchmarks/results/INDEX.md``: every result file with what it measured, the command that
+made it, its date and its headline figure, all read from the JSON files (and the date from git).
+
+    python benchmarks/make_index.py          # rewrite INDEX.md
+    python benchmarks/make_index.py --check  # exit 1 when INDEX.md is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common import REPO, RESULTS
+
+INDEX = RESULTS / "INDEX.md"
+Result = dict[str, Any]
+
+#: what each benchmark folder holds, its script and the docs page that discusses it
+BENCHMARKS: dict[str, tuple[str, str, str]] = {
+    "main_job": ("`rational-lamol run` (the demo) over several seeds: ACC mean ± std per method",
+                 "bench_main_job.py", "docs/results/main_job.md"),
+    "invrat_synthetic": ("InvRat vs a plain RNP on the polluted synthetic tasks: spurious-token rate, token F1",
+                         "bench_invrat_synthetic.py", "docs/results/invrat_synthetic.md"),
+    "invrat_game_optimum": ("the InvRat game's exact optimum on the `word-noise` task, per lambda_diff",
+                            "bench_invrat_game_optimum.py", "docs/results/invrat_synthetic.md"),
+    "invrat_eraser": ("InvRat on ERASER from labels only, scored against the human rationales",
+                      "bench_invrat_eraser.py", "docs/results/invrat_eraser.md"),
+    "invrat_label_ceiling": ("InvRat's f_i alone on whole Movies reviews (no rationale): the label ceiling",
+                             "bench_invrat_label_ceiling.py", "docs/results/invrat_eraser.md"),
+    "invrat_rationalize": ("`Rationalizer` throughput on ERASER Movies reviews",
+                           "bench_invrat_rationalize.py", "docs/results/throughput.md"),
+    "cci": ("CCI vectorized vs a per-row loop: examples/s and identical choices",
+            "bench_cci.py", "docs/results/throughput.md"),
+    "lamol_throughput": ("LAMOL pseudo-sample generation (KV cache + batch vs plain loop) and training tokens/s",
+                         "bench_lamol_throughput.py", "docs/results/throughput.md"),
+}
+
+# The recorded commands name the machine's own paths; the index shows them from the repository root.
+# Scripts renamed since are given their current name.
+PATH_PREFIXES = {"/work/main/": "", "/work/shared/": "../shared/", "/tmp/data/": "../shared/data/",
+                 "benchmarks/invrat_game_optimum.py": "benchmarks/bench_invrat_game_optimum.py"}
+
+
+def relative_paths(command: str) -> str:
+    for prefix, replacement in PATH_PREFIXES.items():
+        command = command.replace(prefix, replacement)
+    return command
+
+
+def synthetic_command(args: Result) -> str:
+    """Rebuild the command from the stored arguments (results older than the ``command`` field)."""
+    parts = ["python", "benchmarks/bench_invrat_synthetic.py", "--setting", args.get("setting", "varied")]
+    defaults = {"n_train": 1000, "n_val": 150, "n_test": 300, "epochs": 30, "restarts": 1, "jobs": 1}
+    parts += ["--tasks", *args["tasks"], "--methods", *args["methods"]]
+    parts += ["--seeds", *map(str, args.get("seeds", [args.get("seed", 0)]))]
+    for key, default in defaults.items():
+        if args.get(key, default) != default:
+            parts += [f"--{key.replace('_', '-')}", str(args[key])]
+    for flag in ("data", "set"):
+        for key, value in args.get(flag, []):
+            parts += [f"--{flag}", f"{key}={json.dumps(value, separators=(',', ':'))}"]
+    return shlex.join(parts)
+
+
+def command_of(benchmark: str, data: Result) -> str:
+    if "command" in data:
+        return relative_paths(data["command"])
+    if benchmark == "invrat_synthetic":
+        return synthetic_command(data["args"])
+    if benchmark == "main_job":
+        seeds = ",".join(cmd.split("--seeds ")[1].split()[0] for cmd in data["commands"])
+        return f"python benchmarks/bench_main_job.py --seeds {seeds} --jobs {data['jobs']} --out runs/main-job"
+    if benchmark == "cci":
+        return f"python benchmarks/bench_cci.py --threads {data['environment']['torch_threads']}"
+    if benchmark in ("lamol_throughput", "invrat_rationalize"):
+        return f"python benchmarks/{BENCHMARKS[benchmark][1]} --threads {data['threads']}"
+    return "—"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def headline_synthetic(d: Result) -> str:
+    return "; ".join(
+        f"{row['task']} {row['method']}: spurious {pct(row['mean_spurious_selection_rate'])}, "
+        f"token F1 {row['mean_token_f1']:.3f}" + (f" ({row['seeds']} seeds)" if row["seeds"] > 1 else "")
+        for row in d.get("summary") or [{**r, "mean_spurious_selection_rate": r["spurious_selection_rate"],
+                                         "mean_token_f1": r["token_f1"], "seeds": 1} for r in d["rows"]]
+    )
+
+
+def headline_eraser(d: Result) -> str:
+    t = d["test"]
+    return (f"macro F1 {t['macro_f1']:.3f}, IOU F1 {t['iou_f1']:.3f}, token F1 {t['token_f1']:.3f} "
+            f"({d['n_test']} test documents)")
+
+
+def headline_main_job(d: Result) -> str:
+    return "; ".join(f"`{row['method']}` ACC {row['acc']['mean']:.1f} ± {row['acc']['std']:.1f}" for row in d["summary"])
+
+
+def headline_cci(d: Result) -> str:
+    speedups = [row[level]["speedup"] for row in d["sizes"] for level in ("block", "head")]
+    sizes = [row["doc_tokens"] for row in d["sizes"]]
+    same = "yes" if d.get("all_compared_choices_identical") else "no"
+    return (f"vectorized {min(speedups):.1f}-{max(speedups):.1f}x the loop's examples/s "
+            f"({min(sizes)}-{max(sizes)} document tokens); same choices: {same}")
+
+
+def headline_throughput(d: Result) -> str:
+    return "; ".join(
+        f"{name}: generation {run['generation']['speedup']}x faster with the KV cache, "
+        f"training {run['training']['tokens_per_second']:,.0f} tok/s"
+        for name, run in d["runs"].items()
+    ) + f" ({d['device']}, {d['threads']} thread(s))"
+
+
+def headline_game(d: Result) -> str:
+    rates = "/".join(f"{r:g}" for r in d["train_rates"])
+    return f"environments {rates}: invariant optimum from lambda_diff " + ", ".join(
+        f"{t['invariant_optimum_from_lambda_diff']} ({task})" for task, t in d["tasks"].items())
+
+
+HEADLINES: dict[str, Callable[[Result], str]] = {
+    "main_job": headline_main_job,
+    "invrat_synthetic": headline_synthetic,
+    "invrat_game_optimum": headline_game,
+    "invrat_eraser": headline_eraser,
+    "invrat_label_ceiling": lambda d: f"test macro F1 {d['test']['macro_f1']:.3f} (kept epoch {d['selected_epoch']})",
+    "invrat_rationalize": lambda d: f"{d['docs_per_minute']:,.0f} documents/minute on {d['threads']} thread(s)",
+    "cci": headline_cci,
+    "lamol_throughput": headline_throughput,
+}
+
+
+def git_date(path: Path) -> str:
+    """The date of the last commit that wrote this content (renames are not writes)."""
+    try:
+        out = subprocess.run(
+            ["git", "log", "--follow", "--diff-filter=AM", "-1", "--format=%cs", "--", str(path.relative_to(REPO))],
+            cwd=REPO, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "—"
+    return out or "not committed"
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render() -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `python benchmarks/make_index.py` from the JSON files in this folder; do not edit by hand.",
+        "Commands are shown from the repository root (recorded machine paths made relative, renamed scripts",
+        "given their current name). Dates are",
+        "those of the commit that wrote each file. The prose and the comparisons are in `docs/results/`.",
+        "",
+    ]
+    folders = [name for name in BENCHMARKS if (RESULTS / name).is_dir()]
+    unknown = sorted(p.name for p in RESULTS.iterdir() if p.is_dir() and p.name not in BENCHMARKS)
+    if unknown:
+        sys.exit(f"make_index.py: no description for the folder(s) {unknown}; add them to BENCHMARKS")
+    for name in folders:
+        what, script, page = BENCHMARKS[name]
+        lines += [f"## `{name}/`", "", f"{what}. Script: [`{script}`](../{script}); discussed in [{page}](../../{page}).", "",
+                  "| file | date | command | headline |", "|---|---|---|---|"]
+        for path in sorted((RESULTS / name).glob("*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            lines.append(f"| [`{path.name}`]({name}/{path.name}) | {git_date(path)} | "
+                         f"`{cell(command_of(name, data))}` | {cell(HEADLINES[name](data))} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail when INDEX.md differs from what would be written")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        if not INDEX.exists() or INDEX.read_text(encoding="utf-8") != text:
+            sys.exit("benchmarks/results/INDEX.md is out of date: run python benchmarks/make_index.py")
+        return
+    INDEX.write_text(text, encoding="utf-8")
+    print(f"written {INDEX}")
+
+
+if __name__ == "__main__":
+    main()
