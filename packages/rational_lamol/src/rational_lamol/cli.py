@@ -109,9 +109,21 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
     """The comparison table (mean ± std per method, frozen components) and the HTML report."""
     from rich.console import Console
 
-    from rational_lamol.report import comparison_table, load_runs, summarize, write_report
+    from rational_lamol.report import (
+        comparison_table,
+        comparisons_table,
+        load_runs,
+        paired_comparisons,
+        summarize,
+        write_report,
+    )
 
-    Console().print(comparison_table(summarize(load_runs(run_dirs))))
+    runs = load_runs(run_dirs)
+    console = Console()
+    console.print(comparison_table(summarize(runs)))
+    rows = paired_comparisons(runs)
+    if rows:
+        console.print(comparisons_table(rows))
     path = write_report(run_dirs, out_html)
     typer.echo(f"report: {path}")
     return path
@@ -120,7 +132,7 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
 @app.command()
 def report(
     run_dirs: list[Path] = typer.Argument(..., help="run dir(s) (each with results.json); several are aggregated"),
-    out: Path = typer.Option(None, "--out", "-o", help="HTML file (default: RUN_DIR/report.html, or ./report.html)"),
+    out: Path = typer.Option(None, "--out", "-o", help="HTML file (default: RUN_DIR/report.html, or ./report.html); its numbers go to a .json beside it"),
 ) -> None:
     """Rebuild the comparison table and the HTML report from run dir(s), as mean ± std over runs."""
     try:

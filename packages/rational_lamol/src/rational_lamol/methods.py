@@ -78,6 +78,12 @@ def available_methods() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def random_controls() -> dict[str, str]:
+    """``{method: its random control}`` for the registered methods that have one."""
+    _load_plugins()
+    return {cls.requires: name for name, cls in _REGISTRY.items() if cls.requires}
+
+
 def in_dependency_order(methods: dict[str, Method]) -> dict[str, Method]:
     """``methods`` reordered so that every method comes after the one it ``requires`` (otherwise in
     the given order); a required method that is missing is a config error."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from rationale_commons.errors import DataError
 from rationale_commons.metrics.lifelong import METRIC_DEFINITIONS
+from rationale_commons.runtime import write_json_atomic
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")
 
@@ -141,6 +142,35 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> Any:
         table.add_row(
             row["method"], *(format_mean_std(row[m]) for m in METRICS), format_frozen(row["frozen"])
         )
+    return table
+
+
+def paired_comparisons(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Each method against ``lamol`` and against its random control, paired by (seed, order)."""
+    from rational_lamol.methods import random_controls
+    from rational_lamol.stats import comparisons
+
+    return comparisons([run.record for run in runs], random_controls())
+
+
+def _fmt_diff(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    if row["mean_difference"] is None:
+        return "—", "—", "—", "—"
+    low, high = row["ci95"]
+    p = row["sign_test_p"]
+    return (f"{row['mean_difference']:+.1f}", f"[{low:+.1f}, {high:+.1f}]",
+            f"{row['wins']}/{row['losses']}/{row['ties']}", "—" if p is None else f"{p:.3g}")
+
+
+def comparisons_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """A rich table of the paired differences (method − reference, percentage points)."""
+    from rich.table import Table
+
+    table = Table(title="Paired differences over (seed, order) (points; 95% bootstrap CI; sign test)")
+    for name in ("method", "against", "metric", "pairs", "mean diff", "95% CI", "wins/losses/ties", "p"):
+        table.add_column(name, justify="left" if name in ("method", "against", "metric") else "right")
+    for row in rows:
+        table.add_row(row["method"], row["against"], row["metric"].upper(), str(row["n_pairs"]), *_fmt_diff(row))
     return table
 
 
@@ -270,9 +300,24 @@ def _rationale_samples_html(samples: Sequence[dict[str, Any]]) -> str:
     return legend + "".join(parts)
 
 
+def _comparisons_html(rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{h}</th>" for h in ("method", "against", "metric", "pairs", "mean diff", "95% CI",
+                                                "wins/losses/ties", "sign test p"))
+    body = ""
+    for row in rows:
+        cells = [row["method"], row["against"], row["metric"].upper(), str(row["n_pairs"]), *_fmt_diff(row)]
+        body += "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+    note = ("<p class='def'>method − reference in percentage points, paired by (seed, order); interval: "
+            "percentile bootstrap of the mean; p: two-sided exact sign test (ties dropped).</p>")
+    return f"<h2>Paired differences</h2><table><tr>{head}</tr>{body}</table>{note}"
+
+
 def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") -> str:
     rows = summarize(runs)
-    sections = [f"<h1>{html.escape(title)}</h1>", "<h2>Comparison</h2>", _summary_html(rows)]
+    sections = [f"<h1>{html.escape(title)}</h1>", "<h2>Comparison</h2>", _summary_html(rows),
+                _comparisons_html(paired_comparisons(runs))]
     sections.append("<h2>Score matrices</h2><div class='figs'>")
     sections += [f"<img src='{score_matrix_uri(run)}'>" for run in runs]
     sections.append("</div>")
@@ -301,12 +346,15 @@ def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") ->
 
 
 def write_report(run_dirs: Sequence[str | Path], out_html: str | Path) -> Path:
-    """Build the HTML report of one or more run dirs (aggregating them) and write it atomically."""
+    """Build the HTML report of one or more run dirs (aggregating them) and write it atomically,
+    with its numbers (summary rows and paired comparisons) in a JSON file beside it."""
     runs = load_runs(run_dirs)
     if not runs:
         raise DataError("no runs recorded in results.json", path=run_dirs[0])
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_html.with_suffix(".json"),
+                      {"summary": summarize(runs), "comparisons": paired_comparisons(runs)})
     tmp = out_html.with_suffix(out_html.suffix + ".tmp")
     tmp.write_text(render_html(runs), encoding="utf-8")
     tmp.replace(out_html)
