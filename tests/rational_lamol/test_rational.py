@@ -156,6 +156,9 @@ def test_invrat_rationales_written_once_with_quality_and_samples(run_dir):
             assert s["predicted"] == s["gold"]
     entries = json.loads((_method_dir(run_dir, "rational-block") / "cci.json").read_text())
     assert entries[0]["rationale_source"]["source"] == "invrat"
+    # the synthetic data has no environments: the pipeline's InvRat infers two, so the penalty acts
+    envs = entries[0]["rationale_source"]["environments"]
+    assert envs["policy"] == "infer" and len(envs["counts"]) == 2 and envs["env_player"]
     assert entries[1]["rationale_source"]["source"] == "human"
 
 

@@ -7,7 +7,9 @@
 - a path: an ERASER annotation JSONL (InvRat's ``rationalize`` output or any ERASER file) whose
   evidences replace the data's (applied when the task is loaded, :mod:`rational_lamol.tasks`);
 - ``"invrat"``: the unsupervised path of the paper — train InvRat (Chang et al., ICML 2020) on
-  the task's train split, rationalize the split CCI reads, and use those rationales.
+  the task's train split, rationalize the split CCI reads, and use those rationales. Its
+  environments are the data's when it has them, else inferred (:func:`pipeline_environments`);
+  the policy and the environment sizes are recorded in the rationale info (and ``cci.json``).
 
 The InvRat output of a task is written once per experiment and shared by every method and seed:
 ``<out>/rationales/<task>/`` (the InvRat run dir), ``<out>/rationales/<task>.jsonl`` (ERASER
@@ -102,6 +104,15 @@ def _read_annotations(path: Path) -> list[Annotation]:
     return out
 
 
+def pipeline_environments(train: Sequence[Example], requested: str) -> str:
+    """InvRat's environment policy inside the pipeline: ``auto`` means the data's environments when
+    every training example has one, else inferred ones (EIIL-style), so that the invariance penalty
+    is at work; one environment would make InvRat a plain rationalizer. Explicit choices stand."""
+    if requested != "auto":
+        return requested
+    return "column" if train and all(ex.env is not None for ex in train) else "infer"
+
+
 def invrat_rationales(
     task: TaskData, split: str, out_dir: Path, invrat_options: dict[str, Any], *, seed: int = 0,
     main_process: bool = True,
@@ -122,13 +133,20 @@ def invrat_rationales(
         info = json.loads(info_path.read_text(encoding="utf-8"))
         log.info("  %s: InvRat rationales reused from %s", task.name, ann_path.relative_to(out_dir))
         return apply_masks(examples, masks), info
-    config = InvRatConfig.model_validate({"seed": seed, "progress": False, **invrat_options})
-    log.info("  %s: training InvRat on %d examples for its rationales", task.name, len(task.splits.train))
+    options = {"seed": seed, "progress": False, **invrat_options}
+    options["environments"] = pipeline_environments(task.splits.train, options.get("environments", "auto"))
+    config = InvRatConfig.model_validate(options)
+    log.info("  %s: training InvRat on %d examples for its rationales (environments: %s)", task.name,
+             len(task.splits.train), config.environments)
+    if config.environments == "single":
+        log.warning("  %s: InvRat with one environment is a plain rationalizer (no invariance penalty)", task.name)
     run_dir = train_invrat(task.splits, config, folder / task.name, resume=True)
+    envs = json.loads((run_dir / "envs.json").read_text(encoding="utf-8"))
     rats = rationalize(run_dir, examples, device=config.device)
     masks = {ex.id: r.mask for ex, r in zip(examples, rats, strict=True)}
     quality = rationale_quality(examples, masks)
     info = {"task": task.name, "source": INVRAT, "split": split, "invrat_run": (folder / task.name).name,
+            "environments": {"policy": envs["policy"], "counts": envs["counts"], "env_player": envs["env_player"]},
             "quality_vs_data_rationale": quality}
     if main_process:
         write_jsonl_atomic(ann_path, [a.model_dump(exclude_none=True) for a in to_annotations(examples, rats)])
