@@ -1,12 +1,17 @@
-"""The main job's measurement: the embedded default over several seeds, as mean ± std per method.
+"""The main job's measurement: an experiment config over several seeds (and its task orders).
 
 Runs ``rational-lamol run --seeds S --out OUT/seedS`` once per seed (the built-in default config
 unless ``--config``; ``--jobs`` seeds at a time, one CPU thread each when more than one), then
-summarizes the run dirs with ``rational_lamol.report.summarize`` (ACC, BWT, FWT, forgetting,
-mean ± std over seeds; what was frozen) and writes it, with the wall time and the exact command,
-to ``benchmarks/results/main_job/<config name, or default>.json``. Resumable: ``--resume`` continues a killed run dir.
+summarizes the run dirs with ``rational_lamol.report``: ACC, BWT, FWT, forgetting as mean ± std
+over (seed, order) runs, what was frozen, the share of CCI votes split by ties, and the paired
+differences of every method against ``lamol`` and against its random control (mean, 95% bootstrap
+interval, sign test). Writes it, with the wall time, the run environment and the exact command,
+to ``benchmarks/results/main_job/<config name, or default>.json``. Resumable: ``--resume``
+continues killed run dirs (a protocol longer than one sitting is resumed until done).
 
     python benchmarks/bench_main_job.py --seeds 0,1,2 --jobs 2 --out runs/main-job
+    python benchmarks/bench_main_job.py --config benchmarks/protocols/demo.toml --seeds 0,1,2,3,4 \
+        --jobs 2 --out runs/protocol-demo --resume
 """
 
 from __future__ import annotations
@@ -51,20 +56,27 @@ def main() -> None:
             sys.exit("a seed's run failed; see its run.log")
     wall = time.perf_counter() - start
 
-    from rational_lamol.report import load_runs, summarize
+    from rational_lamol.report import load_runs, paired_comparisons, summarize
 
     runs = load_runs([args.out / f"seed{seed}" for seed in seeds])
     rows = summarize(runs)
+    run_seconds = sum(r.wall_seconds or 0.0 for r in runs)
     result = {
         "command": command_line(),
         "commands": [" ".join(cmd) for cmd in commands],
         "jobs": args.jobs,
         "wall_seconds": round(wall, 1),
+        "run_seconds_total": round(run_seconds, 1),  # sums every run's own wall time (resumed sittings too)
         "cpu_count": os.cpu_count(),
         "machine": platform.platform(),
+        "environment": runs[0].record.get("environment") if runs else None,
         "summary": rows,
-        "per_run": [{"method": r.method, "seed": r.record["seed"], "metrics": r.record["metrics"],
-                     "score_matrix": r.record["score_matrix"], "frozen": r.cci[-1]["frozen"] if r.cci else None}
+        "comparisons": paired_comparisons(runs),
+        "per_run": [{"method": r.method, "seed": r.record["seed"], "order": r.record["order"],
+                     "metrics": r.record["metrics"], "score_matrix": r.record["score_matrix"],
+                     "frozen": [e["frozen"] for e in r.cci] if r.cci else None,
+                     "tied": [[e.get("n_tied"), e.get("n_used")] for e in r.cci] if r.cci else None,
+                     "seconds": r.wall_seconds}
                     for r in runs],
     }
     out = args.json or result_path("main_job", Path(args.config).stem if args.config else "default")

@@ -85,6 +85,15 @@ def frozen_components(run: Run) -> list[Any]:
     return list(run.cci[-1].get("frozen", [])) if run.cci else []
 
 
+def tied_share(runs: Sequence[Run]) -> float | None:
+    """The share of CCI's voting examples whose vote was split by a tie, over every transition of
+    ``runs`` (``None`` for methods without CCI)."""
+    entries = [e for run in runs for e in run.cci if "n_tied" in e and e.get("n_used")]
+    if not entries:
+        return None
+    return sum(e["n_tied"] for e in entries) / sum(e["n_used"] for e in entries)
+
+
 def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """One row per method: mean ± std of each lifelong metric over all its runs (seeds × orders)."""
     by_method: dict[str, list[Run]] = defaultdict(list)
@@ -97,6 +106,7 @@ def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
             mean, std, n = mean_std([r.record["metrics"].get(metric) for r in method_runs])
             row[metric] = {"mean": mean, "std": std, "n": n}
         row["frozen"] = [frozen_components(r) for r in method_runs if r.cci]
+        row["cci_tied_share"] = tied_share(method_runs)
         row["wall_seconds"] = mean_std([r.wall_seconds for r in method_runs])[0]
         rows.append(row)
     return rows
