@@ -58,6 +58,7 @@ from rational_lamol.trainer import TrainStats, get_accelerator
 from rationale_commons.errors import DataError, first_line
 from rationale_commons.runtime import (
     atomic_dir,
+    fault_point,
     is_complete,
     lock_run_dir,
     path_inside,
@@ -375,6 +376,7 @@ class Session:
                 write_json_atomic(ctx.stage_dir / "stage.json", stage)
                 done.append(stage)
                 write_json_atomic(progress_path, progress)
+                fault_point(f"stage-done:{method.name}:{index + 1}")  # tests: a kill between stages
             else:
                 done.append(stage)
             acc.wait_for_everyone()
