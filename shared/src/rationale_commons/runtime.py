@@ -191,6 +191,7 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     """Write one file all at once: yield a temporary sibling path to write, then rename it onto ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         yield tmp
