@@ -150,7 +150,7 @@ def test_a_full_disk_mid_checkpoint_loses_nothing_and_resumes(tiny: dict[str, Pa
         return real_save(obj, path, *args, **kwargs)
 
     monkeypatch.setattr(game.torch, "save", fills_the_disk)
-    assert "No space left on device" in one_line_error("train", tiny["data"], "--out", out, "--config", tiny["config"])
+    assert "checkpoint.pt: No space left on device" in one_line_error("train", tiny["data"], "--out", out, "--config", tiny["config"])
     monkeypatch.setattr(game.torch, "save", real_save)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 0  # the first epoch is intact
     assert not list(out.glob(".*.tmp-*"))

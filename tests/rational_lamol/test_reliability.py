@@ -220,7 +220,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_run_resumes(tmp_path: Pat
         return real_save(self, folder, *args, **kwargs)
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", fills_the_disk)
-    assert "No space left on device" in one_line_error("run", "--config", config, "--out", out)
+    assert "2_topic/model: No space left on device" in one_line_error("run", "--config", config, "--out", out)
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", real_save)
     run_dir = out / "sentiment-topic" / "seed0" / "finetune"
     assert not (run_dir / "2_topic" / "model").exists() and not list(out.rglob(".*.tmp-*"))

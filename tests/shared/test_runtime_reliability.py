@@ -94,7 +94,7 @@ def test_write_json_atomic_on_a_full_disk_keeps_the_old_file(tmp_path: Path, mon
     monkeypatch.setattr(json, "dump", full)
     with pytest.raises(OSError) as info:
         write_json_atomic(path, [1, 2])
-    assert os_error_line(info.value) == "No space left on device"
+    assert os_error_line(info.value) == f"{path}: No space left on device"
     assert json.loads(path.read_text()) == [1] and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 

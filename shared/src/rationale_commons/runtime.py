@@ -83,6 +83,13 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
+def _name_the_file(exc: BaseException, path: str | Path) -> None:
+    """Give an OS error raised while writing ``path`` its file name when it has none (a failed
+    ``write()``, e.g. disk full, carries none), so the one-line error says which file."""
+    if isinstance(exc, OSError) and exc.filename is None:
+        exc.filename = str(path)
+
+
 def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) -> None:
     """Write JSON through a temporary file and rename, so a killed run never leaves half a file."""
     path = Path(path)
@@ -93,8 +100,9 @@ def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) ->
             json.dump(data, handle, indent=indent, ensure_ascii=False)
             handle.write("\n")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _name_the_file(exc, path)
         raise
 
 
@@ -108,8 +116,9 @@ def write_jsonl_atomic(path: str | Path, rows: list[Any]) -> None:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _name_the_file(exc, path)
         raise
 
 
@@ -181,8 +190,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             target.rename(old)  # a folder cannot be renamed onto a non-empty one: move it aside first
         tmp.rename(target)
         shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_the_file(exc, target)
         raise
 
 
@@ -197,8 +207,9 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
         yield tmp
         fault_point(f"commit:{target.name}")
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        _name_the_file(exc, target)
         raise
 
 

@@ -203,7 +203,7 @@ def run_cci(*, old: Path, new: Path, data: str, rationales: str, split: str = "v
             raise DataError(f"{label}: not a save_pretrained model folder (no config.json)", path=folder)
     if rationales != "human" and not Path(rationales).is_file():
         raise DataError("--rationales: not 'human' and not a file", path=rationales)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data.split(":")[-1]).name) or "data"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data.split(":")[-1]).name).lstrip(".") or "data"  # a safe task name
     task_cfg = TaskConfig(name=name, data=data, question=question,
                           rationales=None if rationales == "human" else str(Path(rationales).resolve()))
     task = load_task(task_cfg)
