@@ -188,3 +188,11 @@ def test_a_one_line_dataset_is_refused_and_a_small_dev_set_warned(tiny: dict[str
         code, _, err = invoke("train", few, "--out", tiny["root"] / "few-run", "--config", tiny["config"])
     assert code == 0, err
     assert any("dev set has 1 example(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_checkpoint_from_before_it_held_the_records_cuts_metrics_at_its_epoch(tmp_path: Path) -> None:
+    records = [{"restart": 0, "epoch": e, "dev_acc": e / 10} for e in range(3)]
+    (tmp_path / "metrics.json").write_text(json.dumps(records), encoding="utf-8")
+    # killed after metrics.json had epoch 2 but before checkpoint.pt did: epoch 2 is redone, recorded once
+    assert game._metrics_at_checkpoint(tmp_path, {"restart": 0, "epoch": 1}) == records[:2]
+    assert game._metrics_at_checkpoint(tmp_path, {"restart": 0, "epoch": 1, "metrics": records[:1]}) == records[:1]
