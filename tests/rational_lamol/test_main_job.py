@@ -96,8 +96,11 @@ def test_run_end_to_end_with_table_and_report(tmp_path):
     assert "Lifelong metrics" in res.output and "rational-head" in res.output
     html = (out / "report.html").read_text()
     assert "Score matrices" in html and "Sample rationales" in html
-    # the same report from the CLI's report command, aggregating the run dir twice (mean ± std)
-    res2 = runner.invoke(app, ["report", str(out), str(out), "--out", str(tmp_path / "agg.html")])
+    # the same report from the CLI's report command, aggregating two identical run dirs (mean ± std)
+    import shutil
+
+    shutil.copytree(out, tmp_path / "copy")
+    res2 = runner.invoke(app, ["report", str(out), str(tmp_path / "copy"), "--out", str(tmp_path / "agg.html")])
     assert res2.exit_code == 0, res2.output
     assert (tmp_path / "agg.html").is_file() and "± 0.0" in res2.output
 

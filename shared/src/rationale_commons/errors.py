@@ -51,3 +51,10 @@ def validation_message(exc: ValidationError, *, unknown_key_hint: str = "check t
             problem = err["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {problem}" if loc else problem)
     return "; ".join(parts)
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OS error (disk full, permission denied, a folder where a file should go, ...) as one line
+    naming the file: ``path: No space left on device``."""
+    what = exc.strerror or first_line(exc)
+    return f"{exc.filename}: {what}" if exc.filename else what

@@ -1,7 +1,8 @@
 """The ``invrat`` command: train / rationalize / evaluate / show.
 
 The CLI only parses and dispatches; every command is a call into the library.
-Bad input ends in one line on stderr (``invrat: error: ...``) and exit code 2.
+Bad input and OS errors (disk full, permission denied, ...) end in one line on stderr
+(``invrat: error: ...``) and exit code 2.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from rationale_commons.errors import DataError, first_line
+from rationale_commons.errors import DataError, first_line, os_error_line
 from rationale_commons.loaders import ColumnMapping
 
 app = typer.Typer(
@@ -40,6 +41,9 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except (DataError, ValidationError) as exc:
             typer.echo(f"invrat: error: {first_line(exc)}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # disk full, permission denied, a folder where a file goes, ...
+            typer.echo(f"invrat: error: {os_error_line(exc)}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("invrat: interrupted (a killed train continues with --resume)", err=True)

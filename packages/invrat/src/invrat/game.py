@@ -12,11 +12,17 @@ Run dir: ``config.json`` (resolved), ``vocab.json``, ``labels.json``,
 epoch, rewritten atomically), ``model.safetensors`` (the selected players),
 ``selection.json``, ``checkpoint.pt`` (everything needed to resume, written
 after every epoch) and ``DONE`` once training finished.
+
+Each epoch commits in one step: ``checkpoint.pt`` (atomic, holding the epoch records too) is
+written first; ``model.safetensors``, ``selection.json`` and ``metrics.json`` follow from it, and a
+resume rewrites them from the checkpoint, so a kill anywhere never records an epoch twice.
+The run dir is locked for the whole of training (one process per dir).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import time
@@ -56,11 +62,22 @@ from invrat.vocab import Batch, Encoded, Vocab, collate, encode
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example, Splits
 from rationale_commons.runtime import (
+    atomic_file,
     autocast,
     choose_device,
+    fault_point,
+    load_tensors,
+    lock_run_dir,
+    read_json,
+    run_dir_is_fresh,
     seed_everything,
     write_json_atomic,
 )
+
+log = logging.getLogger("invrat")
+
+#: A dev set smaller than this gives dev accuracies too coarse to select a model by: a warning.
+MIN_DEV_EXAMPLES = 10
 
 _NO_DEV_ENVS = (
     "select_by='invariance' needs an environment on every dev example (environments 'column' with an env on "
@@ -300,9 +317,38 @@ def _diff_weight(lambda_diff: float, game_epoch: int, ramp_epochs: int) -> float
 
 
 def _atomic_torch_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _publish_selected(out_dir: Path, players: nn.ModuleDict, best: dict) -> None:
+    """The selected players and their record (``model.safetensors``, then ``selection.json``)."""
+    with atomic_file(out_dir / "model.safetensors") as tmp:
+        save_file(_state_for_file(players), str(tmp))
+    write_json_atomic(out_dir / "selection.json", best)
+
+
+def _metrics_at_checkpoint(out_dir: Path, ckpt: dict) -> list[dict]:
+    """The epoch records up to the checkpoint's epoch: the checkpoint's own copy (older checkpoints
+    lack it: then metrics.json cut at that epoch, so a redone epoch is not recorded twice)."""
+    if "metrics" in ckpt:
+        return list(ckpt["metrics"])
+    last = (ckpt["restart"], ckpt["epoch"])
+    return [m for m in read_json(out_dir / "metrics.json") if (m["restart"], m["epoch"]) <= last]
+
+
+def _split_dev(train: list[Example], seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, dev) when the data has no val split: 10% of train, carved deterministically.
+    Refused when no example could be held out (the dev set would be the training set)."""
+    if len(train) < 2:
+        raise DataError(
+            f"the training split has {len(train)} example(s) and there is no val split: model selection needs "
+            "held-out examples (give a val split, or at least 2 training examples)", field="val"
+        )
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, len(train) // 10)
+    return [train[i] for i in order[cut:]], [train[i] for i in order[:cut]]
 
 
 def _eligible(metrics: dict[str, float], config: InvRatConfig) -> bool:
@@ -383,15 +429,15 @@ def _fit_reference_envs(
 def _check_run_dir(out_dir: Path, resume: bool, config: InvRatConfig) -> dict | None:
     """Returns the checkpoint to resume from (or None to start fresh)."""
     if not resume:
-        if out_dir.exists() and any(out_dir.iterdir()):
+        if not run_dir_is_fresh(out_dir):
             raise DataError("run dir exists and is not empty; pass --resume to continue it or choose a new --out", path=out_dir)
         return None
-    if not out_dir.exists() or not any(out_dir.iterdir()):
+    if run_dir_is_fresh(out_dir):
         return None
     if not (out_dir / "config.json").is_file():
         raise DataError("not an invrat run dir (no config.json); cannot resume", path=out_dir)
     # a field added since the run was written counts as its default
-    saved = json.loads(InvRatConfig().model_dump_json()) | json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    saved = json.loads(InvRatConfig().model_dump_json()) | read_json(out_dir / "config.json")
     current = json.loads(config.model_dump_json())
     ignore = {"progress", "device", "num_threads", "eval_batch_size"}
     if config.restarts == 1 and current["epochs"] >= saved.get("epochs", 0):
@@ -402,11 +448,11 @@ def _check_run_dir(out_dir: Path, resume: bool, config: InvRatConfig) -> dict | 
     ckpt = out_dir / "checkpoint.pt"
     if not ckpt.is_file():
         return None
-    return torch.load(ckpt, map_location="cpu", weights_only=False)
+    return load_tensors(ckpt)  # data only: a checkpoint never runs code
 
 
 def _asks_more_epochs(out_dir: Path, config: InvRatConfig) -> bool:
-    saved = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    saved = read_json(out_dir / "config.json")
     return config.epochs > saved.get("epochs", config.epochs)
 
 
@@ -416,21 +462,26 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     ``resume=True`` continues a killed run from its last finished epoch (a
     finished run returns at once, unless ``config.epochs`` grew: a single-restart run then trains
     on from its last epoch, and model selection goes on over the new epochs).
+
+    The run dir is locked while training: a second process gets a :class:`DataError`.
     """
     out_dir = Path(out_dir)
+    with lock_run_dir(out_dir):
+        return _train_locked(splits, config, out_dir, resume=resume)
+
+
+def _train_locked(splits: Splits, config: InvRatConfig, out_dir: Path, *, resume: bool) -> Path:
     if resume and (out_dir / "DONE").is_file() and not _asks_more_epochs(out_dir, config):
         return out_dir
     train = list(splits.train)
     if not train:
         raise DataError("the training split is empty", field="train")
     val = list(splits.val)
-    if not val:  # selection needs held-out data: carve 10% of train, deterministically
-        rng = random.Random(config.seed)
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        cut = max(1, len(train) // 10) if len(train) > 1 else 0
-        val = [train[i] for i in order[:cut]] or list(train)
-        train = [train[i] for i in order[cut:]] or list(train)
+    if not val:  # selection needs held-out data
+        train, val = _split_dev(train, config.seed)
+    if len(val) < MIN_DEV_EXAMPLES:
+        log.warning("invrat: warning: the dev set has %d example(s) (fewer than %d): its accuracy, which selects "
+                    "the model, is too coarse to trust", len(val), MIN_DEV_EXAMPLES)
     ckpt = _check_run_dir(out_dir, resume, config)
     (out_dir / "DONE").unlink(missing_ok=True)  # only after the config check: a refused run stays finished
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -450,7 +501,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     if config.select_by == "invariance" and not places_unseen_examples(config, policy):
         raise DataError(_NO_DEV_ENVS, field="select_by")
     if ckpt is not None:
-        env_info = json.loads((out_dir / "envs.json").read_text(encoding="utf-8"))
+        env_info = read_json(out_dir / "envs.json")
         env_names = env_info["per_example"]
     else:
         env_names = environments_for(train, config, policy)
@@ -474,7 +525,9 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
         )
         write_json_atomic(out_dir / "metrics.json", [])
 
-    metrics: list[dict] = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8")) if ckpt else []
+    metrics: list[dict] = _metrics_at_checkpoint(out_dir, ckpt) if ckpt else []
+    if ckpt:
+        write_json_atomic(out_dir / "metrics.json", metrics)
     best = ckpt["best"] if ckpt else None
     start_restart = ckpt["restart"] if ckpt else 0
     # With one environment f_e sees a constant one-hot: L_i - L_e carries no signal, so f_e is not trained.
@@ -499,6 +552,8 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
             cuda_rng = ckpt.get("cuda_rng")  # dropout and noise draws on the GPU; only on as many GPUs as saved them
             if cuda_rng is not None and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(cuda_rng)
+            if best is not None and (best["restart"], best["epoch"]) == (restart, ckpt["epoch"]):
+                _publish_selected(out_dir, players, best)  # a kill may have come before it was published
         players.train()
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
@@ -540,13 +595,22 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
             if objective is not None:
                 record["dev_objective"] = objective
             record["eligible"] = not warmup and _eligible(record, config)
-            if best is None or _selection_key(record, config.select_by) > _selection_key(best, config.select_by):
+            improved = best is None or _selection_key(record, config.select_by) > _selection_key(best, config.select_by)
+            if improved:
                 best = {k: record[k] for k in ("restart", "epoch", "eligible", "dev_acc", "dev_loss", "dev_objective", "dev_selection_rate") if k in record}
-                save_file(_state_for_file(players), str(out_dir / ".model.safetensors.tmp"))
-                (out_dir / ".model.safetensors.tmp").replace(out_dir / "model.safetensors")
-                write_json_atomic(out_dir / "selection.json", best)
             record["selected_so_far"] = dict(best)
             metrics.append(record)
+            # the commit point of the epoch; everything below is derived from it (and redone on resume)
+            _atomic_torch_save(
+                {"restart": restart, "epoch": epoch, "step": step, "players": players.state_dict(),
+                 "optimizers": {n: o.state_dict() for n, o in opts.items()}, "torch_rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "best": best,
+                 "metrics": metrics},
+                out_dir / "checkpoint.pt",
+            )
+            fault_point(f"invrat:epoch-saved:{restart}:{epoch}")
+            if improved:
+                _publish_selected(out_dir, players, best)
             write_json_atomic(out_dir / "metrics.json", metrics)
             if config.progress:
                 tqdm.write(
@@ -555,12 +619,6 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
                     + (f" token_f1 {record['dev_token_f1_truncated']:.3f}" if "dev_token_f1_truncated" in record else "")
                     + f" ({record['seconds']:.0f}s)"
                 )
-            _atomic_torch_save(
-                {"restart": restart, "epoch": epoch, "step": step, "players": players.state_dict(),
-                 "optimizers": {n: o.state_dict() for n, o in opts.items()}, "torch_rng": torch.get_rng_state(),
-                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "best": best},
-                out_dir / "checkpoint.pt",
-            )
         ckpt = None
     (out_dir / "DONE").write_text("ok\n", encoding="utf-8")
     return out_dir

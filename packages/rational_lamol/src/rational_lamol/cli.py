@@ -6,15 +6,17 @@ method) of a config (the built-in synthetic demo when no config is given) and pr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 
 import typer
 
-from rationale_commons.errors import DataError, first_line
+from rationale_commons.errors import DataError, first_line, os_error_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="LAMOL / Rational LAMOL lifelong learning.")
 
@@ -22,6 +24,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="LAMOL / Rati
 @app.callback()
 def main() -> None:
     """Lifelong language learning with LAMOL and Rational LAMOL."""
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Bad input (DataError) and OS errors (disk full, permission denied, a folder where a file
+    goes, ...) end as one line on stderr and exit code 2, never a traceback."""
+    try:
+        yield
+    except DataError as exc:
+        typer.echo(f"error: {first_line(exc)}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"error: {os_error_line(exc)}", err=True)
+        raise typer.Exit(2) from None
 
 
 def setup_logging(out_dir: Path, *, main_process: bool = True) -> None:
@@ -57,8 +73,9 @@ def run(
     from rational_lamol.config import builtin_config_path, load_config
     from rational_lamol.pipeline import run_experiment
     from rational_lamol.results import format_table
+    from rationale_commons.runtime import lock_run_dir
 
-    try:
+    with _one_line_errors():
         cfg = load_config(config if config is not None else builtin_config_path("default"))
         cfg = _override(cfg, model=model, seeds=seeds, methods=methods)
         if resume and out is None:
@@ -66,19 +83,18 @@ def run(
         out_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         from accelerate import PartialState
 
-        setup_logging(out_dir, main_process=PartialState().is_main_process)
-        logging.getLogger("rational_lamol").info("run dir: %s", out_dir)
-        t0 = time.perf_counter()
-        results = run_experiment(cfg, out_dir, resume=resume)
-    except DataError as exc:
-        typer.echo(f"error: {first_line(exc)}", err=True)
-        raise typer.Exit(2) from None
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        typer.echo(format_table(results["runs"], results.get("timings")))
-        typer.echo(f"\n{len(results['runs'])} run(s) in {time.perf_counter() - t0:.0f}s; results: {out_dir / 'results.json'}")
-        _print_comparison_and_report([out_dir], out_dir / "report.html")
+        main_process = PartialState().is_main_process
+        # the lock first: a second process must not even append to this run's log
+        with lock_run_dir(out_dir) if main_process else contextlib.nullcontext():
+            setup_logging(out_dir, main_process=main_process)
+            logging.getLogger("rational_lamol").info("run dir: %s", out_dir)
+            t0 = time.perf_counter()
+            results = run_experiment(cfg, out_dir, resume=resume)
+            if main_process:
+                typer.echo(format_table(results["runs"], results.get("timings")))
+                typer.echo(f"\n{len(results['runs'])} run(s) in {time.perf_counter() - t0:.0f}s; "
+                           f"results: {out_dir / 'results.json'}")
+                _print_comparison_and_report([out_dir], out_dir / "report.html")
 
 
 def _override(cfg, *, model: str | None, seeds: str | None, methods: str | None = None):
@@ -135,12 +151,9 @@ def report(
     out: Path = typer.Option(None, "--out", "-o", help="HTML file (default: RUN_DIR/report.html, or ./report.html); its numbers go to a .json beside it"),
 ) -> None:
     """Rebuild the comparison table and the HTML report from run dir(s), as mean ± std over runs."""
-    try:
+    with _one_line_errors():
         target = out or (run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html"))
         _print_comparison_and_report(list(run_dirs), target)
-    except DataError as exc:
-        typer.echo(f"error: {first_line(exc)}", err=True)
-        raise typer.Exit(2) from None
 
 
 class _Level(str, Enum):
@@ -164,12 +177,9 @@ def cci(
     json_out: Path = typer.Option(None, "--json", help="write {level, chosen, votes, n_used, n_skipped, ...} here"),
 ) -> None:
     """Critical component identification between two models on rationale-annotated data."""
-    try:
+    with _one_line_errors():
         result = run_cci(old=old, new=new, data=data, rationales=rationales, split=split, level=level.value,
                          top_k=top_k, n=n, beta=beta, question=question, max_length=max_length)
-    except DataError as exc:
-        typer.echo(f"error: {first_line(exc)}", err=True)
-        raise typer.Exit(2) from None
     chosen = result["chosen"]
     what = ", ".join(f"block {c}" if level == _Level.block else f"block {c[0]} head {c[1]}" for c in chosen)
     typer.echo(f"chosen ({level.value}): {what or 'nothing (no example could vote)'}")
@@ -181,7 +191,8 @@ def cci(
     if json_out is not None:
         from rationale_commons.runtime import write_json_atomic
 
-        write_json_atomic(json_out, result)
+        with _one_line_errors():
+            write_json_atomic(json_out, result)
         typer.echo(f"written: {json_out}")
 
 
@@ -204,7 +215,7 @@ def run_cci(*, old: Path, new: Path, data: str, rationales: str, split: str = "v
             raise DataError(f"{label}: not a save_pretrained model folder (no config.json)", path=folder)
     if rationales != "human" and not Path(rationales).is_file():
         raise DataError("--rationales: not 'human' and not a file", path=rationales)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data.split(":")[-1]).name) or "data"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data.split(":")[-1]).name).lstrip(".") or "data"  # a safe task name
     task_cfg = TaskConfig(name=name, data=data, question=question,
                           rationales=None if rationales == "human" else str(Path(rationales).resolve()))
     task = load_task(task_cfg)

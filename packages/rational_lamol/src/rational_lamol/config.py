@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rationale_commons.errors import DataError, validation_message
 from rationale_commons.loaders import ColumnMapping
+from rationale_commons.runtime import check_path_component
 
 SYNTHETIC_PREFIX = "synthetic:"
 BUILTIN_CONFIGS = ("default", "paper", "paper_smoke")
@@ -81,7 +82,10 @@ class TaskConfig(_Strict):
         None, description="fixed question for single-input tasks (default: 'What is the <name> of this text?')"
     )
     answers: dict[str, str] | None = Field(
-        None, description="label → answer text (e.g. NEG = 'negative'); default: the label itself"
+        None, description="label → answer text (e.g. NEG = 'negative'); unset: every label is its own answer"
+    )
+    unlisted_labels: Literal["error", "label"] = Field(
+        "error", description="a label missing from `answers`: an error, or ('label') answered with the label itself"
     )
     rationales: str | None = Field(
         None,
@@ -105,12 +109,41 @@ class TaskConfig(_Strict):
     max_val: int | None = Field(None, ge=1, description="cap on the val split (as max_train)")
     max_test: int | None = Field(None, ge=1, description="cap on the test split (as max_train)")
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return check_path_component(name, what="task name")  # it names folders of the run dir
+
+    @field_validator("answers")
+    @classmethod
+    def _answers_distinct(cls, answers: dict[str, str] | None) -> dict[str, str] | None:
+        if answers is not None:
+            check_answers(answers)
+        return answers
+
     @property
     def is_synthetic(self) -> bool:
         return self.data.startswith(SYNTHETIC_PREFIX)
 
     def default_question(self) -> str:
         return self.question or f"What is the {self.name} of this text?"
+
+
+def check_answers(answers: dict[str, str]) -> None:
+    """Answers are scored by exact match after ``normalize_answer``: each must keep some text and
+    no two labels may share one, or an untrained model scores on them (a :class:`DataError`)."""
+    from rational_lamol.tasks import normalize_answer
+
+    empty = sorted(label for label, text in answers.items() if not normalize_answer(text))
+    if empty:
+        raise DataError(f"answers of labels {empty} are empty after normalisation (lower case, no punctuation)")
+    by_text: dict[str, list[str]] = {}
+    for label, text in answers.items():
+        by_text.setdefault(normalize_answer(text), []).append(label)
+    shared = {text: labels for text, labels in by_text.items() if len(labels) > 1}
+    if shared:
+        text, labels = next(iter(sorted(shared.items())))
+        raise DataError(f"labels {sorted(labels)} share the answer {text!r} (after normalisation); answers must differ")
 
 
 class TrainingConfig(_Strict):
@@ -139,7 +172,7 @@ class TrainingConfig(_Strict):
 class ExperimentConfig(_Strict):
     """A whole comparison: one model, ordered tasks, methods × seeds × task orders."""
 
-    name: str = "experiment"
+    name: str = Field("experiment", description="names the default run dir runs/<name>-<time>")
     model: ModelConfig = Field(default_factory=ModelConfig)
     tasks: list[TaskConfig] = Field(min_length=1)
     methods: list[str] = Field(default_factory=lambda: ["finetune", "lamol", "multitask"], min_length=1)
@@ -176,6 +209,11 @@ class ExperimentConfig(_Strict):
                 except ValidationError as exc:
                     raise ValueError(f"tasks.{task.name}.invrat: {validation_message(exc, unknown_key_hint=_UNKNOWN_KEY_HINT)}") from None
         return self
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return check_path_component(name, what="experiment name")
 
     @field_validator("methods")
     @classmethod

@@ -13,7 +13,6 @@ rational method and its control is then what the rationales chose, not how much 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from rational_lamol.rational import CCI_FILE, FreezingMethod, components_to_spec
 from rational_lamol.streams import stream_seed
 from rational_lamol.trainer import TrainingCallback
 from rationale_commons.errors import DataError
+from rationale_commons.runtime import read_json
 
 if TYPE_CHECKING:
     from rational_lamol.pipeline import TaskContext
@@ -72,7 +72,7 @@ class RandomControlMethod(FreezingMethod):
     def counterpart_entry(self, ctx: TaskContext) -> dict[str, Any]:
         path = ctx.run_dir.parent / self.counterpart / CCI_FILE
         prev_task, task = ctx.order[ctx.index - 1], ctx.task_names[0]
-        entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+        entries = read_json(path) if path.is_file() else []
         for entry in entries:
             if entry.get("from_task") == prev_task and entry.get("to_task") == task:
                 return entry

@@ -9,12 +9,14 @@ and the embeddings resized to match.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rational_lamol.config import ModelConfig
 from rational_lamol.tasks import PAD_TOKEN, special_token_strings
-from rationale_commons.errors import DataError
+from rationale_commons.errors import DataError, first_line
+from rationale_commons.runtime import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,17 @@ def build_scratch_model(config: ModelConfig, vocab_size: int, *, eos_id: int, pa
     return GPT2LMHeadModel(gpt2)
 
 
+#: What the Hugging Face hub accepts as a model id: ``name`` or ``owner/name``.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def looks_local(source: str) -> bool:
+    """Whether a model source names a local path rather than a hub id (so a missing one is an
+    error here, not a hub download attempt): it exists, starts like a path, or is no valid hub id."""
+    return (Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
+            or not _HUB_ID.match(source) or source.count("/") > 1)
+
+
 def _split_gguf(config: ModelConfig) -> tuple[str, str | None]:
     src = config.source
     if src.endswith(".gguf"):
@@ -79,7 +92,21 @@ def _split_gguf(config: ModelConfig) -> tuple[str, str | None]:
         if not path.is_file():
             raise DataError("GGUF file not found", path=src)
         return str(path.parent), path.name
-    return src, config.gguf_file
+    if looks_local(src) and not Path(src).expanduser().is_dir():
+        problem = "is a file, not a model folder" if Path(src).expanduser().exists() else "model folder does not exist"
+        raise DataError(problem, path=src)
+    return str(Path(src).expanduser()) if looks_local(src) else src, config.gguf_file
+
+
+def _check_gguf(path: Path) -> None:
+    """A file that does not start with GGUF's magic bytes is refused before transformers parses it."""
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise DataError(f"cannot read ({exc.strerror or exc})", path=path) from None
+    if magic != b"GGUF":
+        raise DataError("not a GGUF file (it does not start with the GGUF magic bytes)", path=path)
 
 
 def load_pretrained(config: ModelConfig, task_names: Sequence[str]):
@@ -89,6 +116,8 @@ def load_pretrained(config: ModelConfig, task_names: Sequence[str]):
     where, gguf_file = _split_gguf(config)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     if gguf_file:
+        if Path(where).is_dir():
+            _check_gguf(Path(where) / gguf_file)
         try:
             import gguf  # noqa: F401
         except ImportError:
@@ -97,7 +126,9 @@ def load_pretrained(config: ModelConfig, task_names: Sequence[str]):
         tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(where, attn_implementation="eager", **kwargs)
     except OSError as exc:
-        raise DataError(f"cannot load model {config.source!r}: {str(exc).splitlines()[0]}") from None
+        raise DataError(f"cannot load model {config.source!r}: {first_line(exc)}") from None
+    except (ValueError, KeyError, RuntimeError, EOFError) as exc:  # a corrupt or foreign file in the folder
+        raise DataError(f"cannot load model {config.source!r}: {first_line(exc)}") from None
     prepare_model_tokens(model, tokenizer, task_names)
     return model, tokenizer
 
@@ -114,16 +145,24 @@ def prepare_model_tokens(model, tokenizer, task_names: Sequence[str]) -> None:
 
 
 def load_saved(folder: str | Path):
-    """(model, tokenizer) from one of our checkpoints (``<i>_<task>/model``)."""
+    """(model, tokenizer) from one of our checkpoints (``<i>_<task>/model``): safetensors and JSON
+    only (never a pickle), and a folder that does not load is one :class:`DataError` naming it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager")
+    folder = Path(folder)
+    if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
+        raise DataError("no model.safetensors (an incomplete or foreign model folder)", path=folder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager", use_safetensors=True)
+    except Exception as exc:  # corrupt weights, JSON or tokenizer files all end here: name the folder
+        raise DataError(f"model folder does not load ({first_line(exc)})", path=folder) from None
     return model, tokenizer
 
 
 def save_model(model, tokenizer, folder: str | Path) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
+    """``save_pretrained`` of the model and its tokenizer, atomically (see ``atomic_dir``)."""
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+

@@ -59,8 +59,18 @@ from rational_lamol.tasks import (
     special_token_strings,
 )
 from rational_lamol.trainer import TrainStats, get_accelerator
-from rationale_commons.errors import DataError
-from rationale_commons.runtime import seed_everything, write_json_atomic, write_jsonl_atomic
+from rationale_commons.errors import DataError, first_line
+from rationale_commons.runtime import (
+    atomic_dir,
+    fault_point,
+    is_complete,
+    lock_run_dir,
+    path_inside,
+    read_json,
+    seed_everything,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 
 log = logging.getLogger("rational_lamol")
 
@@ -179,7 +189,7 @@ class TaskContext:
         log.info("  pseudo-samples: kept %s of %s (%.0f tok/s)", d["kept"], d["requested"], d["tokens_per_second"] or 0)
 
     def write_json(self, name: str, data: Any) -> Path:
-        path = self.run_dir / name
+        path = path_inside(self.run_dir, name)
         if self.accelerator.is_main_process:
             write_json_atomic(path, data)
         return path
@@ -233,26 +243,39 @@ class Session:
         self.tasks = load_tasks(config)
         self._check_out_dir()
         self._pretrained: tuple[Any, Any] | None = None
+        self._new_tokenizer = False
         self.tokenizer = self._prepare_tokenizer()
         shared_gen = config.training.gen_token == "shared"
         self.ids = special_ids(self.tokenizer, [t.name for t in config.tasks], shared_gen=shared_gen)
         check_fits(self.tasks, self.tokenizer, config.model.max_length)
+        self._record_start()  # 2. only now, with everything checked, the run dir is written
         self._seq_cache: dict[tuple[str, str], list[TrainSequence]] = {}
         self.environment = run_environment(self.accelerator)
 
     # -- setup -------------------------------------------------------------------------------
     def _check_out_dir(self) -> None:
+        """Refuse a dir that holds another run, or a different config on --resume. Reads only:
+        config.json is written once every check passed (``_record_start``), so a run that fails
+        before training leaves its --out reusable. (run_experiment holds the dir's lock.)"""
         cfg_path = self.out_dir / "config.json"
-        if cfg_path.exists():
-            saved = json.loads(cfg_path.read_text(encoding="utf-8"))
-            if not self.resume:
-                raise DataError("run dir already holds a run; pass --resume to continue it or pick another --out",
-                                path=self.out_dir)
-            if saved != json.loads(self.config.model_dump_json()):
-                raise DataError("--resume: the config differs from the one this run dir was started with",
-                                path=cfg_path)
-        if self.accelerator.is_main_process:
-            write_json_atomic(cfg_path, json.loads(self.config.model_dump_json()))
+        self.fresh = not cfg_path.exists()
+        if self.fresh or not self.accelerator.is_main_process:
+            return
+        if not self.resume:
+            raise DataError("run dir already holds a run; pass --resume to continue it or pick another --out",
+                            path=self.out_dir)
+        if read_json(cfg_path) != json.loads(self.config.model_dump_json()):
+            raise DataError("--resume: the config differs from the one this run dir was started with",
+                            path=cfg_path)
+
+    def _record_start(self) -> None:
+        """Write the tokenizer (when trained here) and then config.json: the run dir now holds a run."""
+        if not self.accelerator.is_main_process:
+            return
+        if self._new_tokenizer:
+            with atomic_dir(self.shared_dir / "tokenizer") as tmp:
+                self.tokenizer.save_pretrained(str(tmp))
+        write_json_atomic(self.out_dir / "config.json", json.loads(self.config.model_dump_json()))
 
     @property
     def shared_dir(self) -> Path:
@@ -265,18 +288,19 @@ class Session:
             self._pretrained = load_pretrained(mc, names)
             return self._pretrained[1]
         folder = self.shared_dir / "tokenizer"
-        if (folder / "tokenizer.json").exists():
+        # a run's own tokenizer (older runs wrote no completion marker); a fresh run trains its own
+        if not self.fresh and (is_complete(folder) or (folder / "tokenizer.json").is_file()):
             from transformers import AutoTokenizer
 
-            return AutoTokenizer.from_pretrained(str(folder))
+            try:
+                return AutoTokenizer.from_pretrained(str(folder))
+            except Exception as exc:  # unreadable: train it again (deterministic from the same data)
+                log.warning("tokenizer in %s does not load (%s); training it again", folder, first_line(exc))
         texts = []
         for task in self.tasks.values():
             texts += task.texts()
-        tok = train_scratch_tokenizer(texts, vocab_size=mc.vocab_size, special_tokens=special_token_strings(names))
-        if self.accelerator.is_main_process:
-            folder.mkdir(parents=True, exist_ok=True)
-            tok.save_pretrained(str(folder))
-        return tok
+        self._new_tokenizer = True
+        return train_scratch_tokenizer(texts, vocab_size=mc.vocab_size, special_tokens=special_token_strings(names))
 
     def initial_model(self, seed: int):
         """The model before any training: a fresh GPT-2 drawn from ``seed``, or the pretrained one."""
@@ -310,9 +334,13 @@ class Session:
     def baseline(self, seed: int, order: list[str]) -> list[float]:
         """Scores before any training (cached per seed: every method starts from that model)."""
         path = self.shared_dir / f"baseline_seed{seed}_{_hash(self.config.model.model_dump())}.json"
+        by_task = None
         if path.exists():
-            by_task = json.loads(path.read_text(encoding="utf-8"))
-        else:
+            try:
+                by_task = read_json(path)
+            except DataError as exc:  # a cache: recompute it
+                log.warning("%s; computing it again", first_line(exc))
+        if by_task is None:
             model = self.initial_model(seed)
             names = [t.name for t in self.config.tasks]
             by_task = dict(zip(names, self.score_all(model, names), strict=True))
@@ -335,7 +363,7 @@ class Session:
         return {"runs": records, "timings": timings}
 
     def run_dir_for(self, method: Method, seed: int, order: list[str]) -> Path:
-        return self.out_dir / "-".join(order) / f"seed{seed}" / method.name
+        return path_inside(self.out_dir, "-".join(order), f"seed{seed}", method.name)
 
     def stages(self, method: Method, order: list[str]) -> list[list[str]]:
         return [list(order)] if method.multitask else [[t] for t in order]
@@ -348,19 +376,19 @@ class Session:
         run_json, timing_json = run_dir / "run.json", run_dir / "timing.json"
         if self.resume and run_json.exists():
             log.info("%s seed %d %s: already finished", method.name, seed, "->".join(order))
-            timing = json.loads(timing_json.read_text(encoding="utf-8")) if timing_json.is_file() else None
-            return json.loads(run_json.read_text(encoding="utf-8")), timing
+            timing = read_json(timing_json) if timing_json.is_file() else None
+            return read_json(run_json), timing
         log.info("== %s | seed %d | order %s", method.name, seed, " -> ".join(order))
         training = method.training_config(self.config.training)
         stages = self.stages(method, order)
         progress_path = run_dir / "progress.json"
         progress: dict[str, Any] = {"stages": []}
         if self.resume and progress_path.exists():
-            progress = json.loads(progress_path.read_text(encoding="utf-8"))
+            progress = read_json(progress_path)
         baseline = self.baseline(seed, order)
         done = progress["stages"]
-        if done:
-            model, _ = load_saved(run_dir / done[-1]["dir"] / "model")
+        model = self._resume_model(run_dir, done)
+        if model is not None:
             model = model.to(acc.device).eval()
             log.info("  resuming after stage %d (%s)", len(done), done[-1]["dir"])
         else:
@@ -372,7 +400,8 @@ class Session:
             t0 = time.perf_counter()
             stage_name = f"{index + 1}_{names[0] if len(names) == 1 else 'all'}"
             ctx = TaskContext(session=self, method=method, seed=seed, order=order, index=index, task_names=names,
-                              model=model, training=training, run_dir=run_dir, stage_dir=run_dir / stage_name)
+                              model=model, training=training, run_dir=run_dir,
+                              stage_dir=path_inside(run_dir, stage_name))
             log.info(" stage %d/%d: %s", index + 1, len(stages), "+".join(names))
             model = self._learn_stage(method, ctx)
             scores = self.score_all(model, order)
@@ -384,6 +413,7 @@ class Session:
                 write_json_atomic(ctx.stage_dir / "stage.json", stage)
                 done.append(stage)
                 write_json_atomic(progress_path, progress)
+                fault_point(f"stage-done:{method.name}:{index + 1}")  # tests: a kill between stages
             else:
                 done.append(stage)
             acc.wait_for_everyone()
@@ -399,6 +429,18 @@ class Session:
             write_json_atomic(run_json, record)
         return record, timing
 
+    @staticmethod
+    def _resume_model(run_dir: Path, done: list[dict[str, Any]]):
+        """The model after the last finished stage; a stage whose model does not load is dropped
+        from ``done`` (in place), to be trained again. None when no stage is left."""
+        while done:
+            try:
+                return load_saved(run_dir / done[-1]["dir"] / "model")[0]
+            except DataError as exc:
+                log.warning("  %s; training stage %d again", first_line(exc), len(done))
+                done.pop()
+        return None
+
     def _learn_stage(self, method: Method, ctx: TaskContext):
         """Stage 1 of a method that trains it like plain LAMOL reuses a cached task-1 model."""
         if ctx.index != 0 or not method.shares_task1:
@@ -407,23 +449,36 @@ class Session:
                      "training": ctx.training.model_dump(),
                      "data": [self.config.task(t).model_dump() for t in ctx.task_names],
                      "data_seed": self.config.data_seed})
-        folder = self.shared_dir / "task1" / f"{ctx.task_names[0]}_seed{ctx.seed}_{key}"
-        if (folder / "model" / "config.json").exists():
-            log.info("  task-1 model shared from %s", folder.relative_to(self.out_dir))
-            model, _ = load_saved(folder / "model")
-            info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
-            ctx.stats.update(info.get("stats", {}))
-            ctx.stats["task1_shared_from"] = folder.relative_to(self.out_dir).as_posix()
-            return model.to(self.accelerator.device).eval()
+        folder = path_inside(self.shared_dir, "task1", f"{ctx.task_names[0]}_seed{ctx.seed}_{key}")
+        if is_complete(folder):  # a folder without the marker was being written when a run died: absent
+            try:
+                model, _ = load_saved(folder / "model")
+                info = read_json(folder / "info.json")
+            except DataError as exc:
+                log.warning("  shared task-1 model unusable (%s); training it again", first_line(exc))
+            else:
+                log.info("  task-1 model shared from %s", folder.relative_to(self.out_dir))
+                ctx.stats.update(info.get("stats", {}))
+                ctx.stats["task1_shared_from"] = folder.relative_to(self.out_dir).as_posix()
+                return model.to(self.accelerator.device).eval()
         model = method.learn_task(ctx)
         if self.accelerator.is_main_process:
-            save_model(self.accelerator.unwrap_model(model), self.tokenizer, folder / "model")
-            write_json_atomic(folder / "info.json", {"trained_by": method.name, "stats": ctx.stats})
+            with atomic_dir(folder) as tmp:  # model and info.json appear together or not at all
+                save_model(self.accelerator.unwrap_model(model), self.tokenizer, tmp / "model")
+                write_json_atomic(tmp / "info.json", {"trained_by": method.name, "stats": ctx.stats})
         self.accelerator.wait_for_everyone()
         return model
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False) -> dict:
-    """Check everything, then run every (order, seed, method); returns results.json's content."""
-    session = Session(config, Path(out_dir), resume=resume)
-    return session.run_all()
+    """Check everything, then run every (order, seed, method); returns results.json's content.
+
+    The main process holds an exclusive lock on ``out_dir`` throughout (one run per dir)."""
+    import contextlib
+
+    from accelerate import PartialState
+
+    main = PartialState().is_main_process
+    with lock_run_dir(out_dir) if main else contextlib.nullcontext():
+        session = Session(config, Path(out_dir), resume=resume)
+        return session.run_all()

@@ -31,7 +31,6 @@ history back from ``cci.json``.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import weakref
 from collections.abc import Sequence
@@ -52,7 +51,7 @@ from rational_lamol.streams import stream_seed
 from rational_lamol.trainer import TrainingCallback
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example
-from rationale_commons.runtime import write_json_atomic
+from rationale_commons.runtime import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     from rational_lamol.pipeline import Session, TaskContext
@@ -103,7 +102,7 @@ def cci_rationale_examples(session: Session, task_name: str, split: str) -> tupl
     cache[key] = (examples, info)
     if main:
         path = session.out_dir / SAMPLES_FILE
-        samples = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+        samples = read_json(path) if path.is_file() else []
         samples = [s for s in samples if s.get("task") != task_name] + rationale_samples(task, examples)
         write_json_atomic(path, samples)
     return examples, info
@@ -130,7 +129,7 @@ class FreezingMethod(LamolMethod):
         path = ctx.run_dir / CCI_FILE
         if not path.is_file():
             return []
-        entries = json.loads(path.read_text(encoding="utf-8"))
+        entries = read_json(path)
         earlier = set(ctx.order[1 : ctx.index])
         return [e for e in entries if e.get("to_task") in earlier]
 

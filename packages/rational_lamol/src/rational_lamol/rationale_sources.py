@@ -20,17 +20,16 @@ holds a few examples per task for the report.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rational_lamol.tasks import TaskData
-from rationale_commons.errors import DataError
+from rationale_commons.errors import DataError, first_line
 from rationale_commons.metrics.eraser import token_prf
 from rationale_commons.records import Annotation, Example
-from rationale_commons.runtime import write_json_atomic, write_jsonl_atomic
+from rationale_commons.runtime import read_json, write_json_atomic, write_jsonl_atomic
 from rationale_commons.spans import mask_to_spans
 
 log = logging.getLogger("rational_lamol")
@@ -98,9 +97,12 @@ def rationale_quality(gold: Sequence[Example], predicted: dict[str, list[int]]) 
 
 def _read_annotations(path: Path) -> list[Annotation]:
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
-            out.append(Annotation.model_validate_json(line))
+            try:
+                out.append(Annotation.model_validate_json(line))
+            except ValueError as exc:
+                raise DataError(first_line(exc), path=path, line=lineno) from None
     return out
 
 
@@ -130,7 +132,7 @@ def invrat_rationales(
     examples = list(task.splits[split])
     if ann_path.is_file() and info_path.is_file():
         masks = masks_from_annotations(_read_annotations(ann_path), examples)
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info = read_json(info_path)
         log.info("  %s: InvRat rationales reused from %s", task.name, ann_path.relative_to(out_dir))
         return apply_masks(examples, masks), info
     options = {"seed": seed, "progress": False, **invrat_options}
@@ -141,7 +143,7 @@ def invrat_rationales(
     if config.environments == "single":
         log.warning("  %s: InvRat with one environment is a plain rationalizer (no invariance penalty)", task.name)
     run_dir = train_invrat(task.splits, config, folder / task.name, resume=True)
-    envs = json.loads((run_dir / "envs.json").read_text(encoding="utf-8"))
+    envs = read_json(run_dir / "envs.json")
     rats = rationalize(run_dir, examples, device=config.device)
     masks = {ex.id: r.mask for ex, r in zip(examples, rats, strict=True)}
     quality = rationale_quality(examples, masks)

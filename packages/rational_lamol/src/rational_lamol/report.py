@@ -21,7 +21,7 @@ from typing import Any
 
 from rationale_commons.errors import DataError
 from rationale_commons.metrics.lifelong import METRIC_DEFINITIONS
-from rationale_commons.runtime import write_json_atomic
+from rationale_commons.runtime import atomic_file, path_inside, read_json, write_json_atomic
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")
 
@@ -55,18 +55,18 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
         results_path = run_dir / "results.json"
         if not results_path.is_file():
             raise DataError("not a run dir (no results.json)", path=run_dir)
-        try:
-            results = json.loads(results_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"malformed JSON ({exc.msg})", path=results_path, line=exc.lineno) from exc
+        results = read_json(results_path)
+        if not isinstance(results, dict) or not isinstance(results.get("runs", []), list):
+            raise DataError("not a results file (no list of runs)", path=results_path)
         for record in results.get("runs", []):
             run = Run(root=run_dir, record=record)
+            path_inside(run_dir, str(record.get("dir", "")))  # a run's files are inside its run dir
             cci_path = run.dir / "cci.json"
             if cci_path.is_file():
-                run.cci = json.loads(cci_path.read_text(encoding="utf-8"))
+                run.cci = read_json(cci_path)
             timing_path = run.dir / "timing.json"
             if timing_path.is_file():
-                run.wall_seconds = json.loads(timing_path.read_text(encoding="utf-8")).get("wall_seconds")
+                run.wall_seconds = read_json(timing_path).get("wall_seconds")
             runs.append(run)
     return runs
 
@@ -160,7 +160,7 @@ def paired_comparisons(runs: Sequence[Run]) -> list[dict[str, Any]]:
     from rational_lamol.methods import random_controls
     from rational_lamol.stats import comparisons
 
-    return comparisons([run.record for run in runs], random_controls())
+    return comparisons([{**run.record, "run_dir": str(run.root)} for run in runs], random_controls())
 
 
 def _fmt_diff(row: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -335,11 +335,13 @@ def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") ->
     if cci_runs:
         sections.append("<h2>Critical component identification</h2>")
         for run in cci_runs:
-            sections.append(f"<h3>{html.escape(run.method)}, seed {run.record['seed']}</h3><div class='figs'>")
+            seed = html.escape(str(run.record["seed"]))
+            sections.append(f"<h3>{html.escape(run.method)}, seed {seed}</h3><div class='figs'>")
             for entry in run.cci:
                 uri = cci_scores_uri(entry)
                 chosen = html.escape(_components_text(entry.get("chosen", [])))
-                caption = f"chose {chosen}; used {entry.get('n_used')} examples, skipped {entry.get('n_skipped')}"
+                used, skipped = (html.escape(str(entry.get(k))) for k in ("n_used", "n_skipped"))
+                caption = f"chose {chosen}; used {used} examples, skipped {skipped}"
                 image = f"<img src='{uri}'>" if uri else ""
                 sections.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
             sections.append("</div>")
@@ -348,7 +350,7 @@ def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") ->
         samples_path = run.root / "rationale_samples.json"
         if samples_path.is_file() and run.root not in seen:
             seen.add(run.root)
-            samples = json.loads(samples_path.read_text(encoding="utf-8"))
+            samples = read_json(samples_path)
             sections.append("<h2>Sample rationales</h2>" + _rationale_samples_html(samples))
     return f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style>" + "\n".join(
         sections
@@ -362,10 +364,11 @@ def write_report(run_dirs: Sequence[str | Path], out_html: str | Path) -> Path:
     if not runs:
         raise DataError("no runs recorded in results.json", path=run_dirs[0])
     out_html = Path(out_html)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
+    if out_html.is_dir():
+        raise DataError("is a folder; --out needs an HTML file name", path=out_html)
     write_json_atomic(out_html.with_suffix(".json"),
                       {"summary": summarize(runs), "comparisons": paired_comparisons(runs)})
-    tmp = out_html.with_suffix(out_html.suffix + ".tmp")
-    tmp.write_text(render_html(runs), encoding="utf-8")
-    tmp.replace(out_html)
+    page = render_html(runs)
+    with atomic_file(out_html) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return out_html

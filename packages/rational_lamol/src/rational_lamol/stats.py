@@ -19,8 +19,10 @@ COMPARED_METRICS = ("acc", "bwt")
 BOOTSTRAP_RESAMPLES = 10_000
 
 
-def pair_key(record: Mapping[str, Any]) -> tuple[int, tuple[str, ...]]:
-    return int(record["seed"]), tuple(record["order"])
+def pair_key(record: Mapping[str, Any]) -> tuple[str, int, tuple[str, ...]]:
+    """What pairs two methods' runs: the same experiment (``run_dir``, when the caller adds it), seed
+    and task order."""
+    return str(record.get("run_dir", "")), int(record["seed"]), tuple(record["order"])
 
 
 def paired_differences(
@@ -34,8 +36,7 @@ def paired_differences(
             continue
         key = pair_key(record)
         if key in by_method[name]:
-            raise DataError(f"{name} ran twice at seed {key[0]}, order {'->'.join(key[1])}: "
-                            "report one experiment per (seed, order)")
+            raise DataError(f"{name} ran twice at seed {key[1]}, order {'->'.join(key[2])} of one run dir")
         value = record["metrics"].get(metric)
         if value is not None:
             by_method[name][key] = float(value)

@@ -277,11 +277,29 @@ def load_task(task: TaskConfig, *, data_seed: int = 0) -> TaskData:
         raise DataError(f"task {task.name!r} has no training examples", path=task.data)
     if not splits.test:
         raise DataError(f"task {task.name!r} has no test examples", path=task.data)
-    answers = dict(task.answers or {})
-    unknown = sorted(set(answers) - set(splits.labels()))
+    return TaskData(config=task, splits=splits, answers=resolve_answers(task, sorted({ex.label for _, exs in splits.items() for ex in exs})))
+
+
+def resolve_answers(task: TaskConfig, labels: Sequence[str]) -> dict[str, str]:
+    """The answer text of every label of the data, checked (non-empty, distinct; see
+    ``config.check_answers``). Without ``answers`` every label is its own answer; with it, a label
+    it misses is an error unless ``unlisted_labels = "label"``."""
+    from rational_lamol.config import check_answers
+
+    given = dict(task.answers or {})
+    unknown = sorted(set(given) - set(labels))
     if unknown:
         raise DataError(f"task {task.name!r}: answers given for labels not in the data: {unknown}")
-    return TaskData(config=task, splits=splits, answers=answers)
+    missing = sorted(set(labels) - set(given))
+    if task.answers is not None and missing and task.unlisted_labels == "error":
+        raise DataError(f"task {task.name!r}: labels {missing} have no answer; add them to answers, or set "
+                        "unlisted_labels = \"label\" to answer with the label itself")
+    answers = {label: given.get(label, label) for label in labels}
+    try:
+        check_answers(answers)
+    except DataError as exc:
+        raise DataError(f"task {task.name!r}: {exc}") from None
+    return answers
 
 
 def _override_rationales(splits: Splits, path: Path, task: str) -> Splits:
