@@ -61,7 +61,7 @@ def test_builtin_configs_parse():
         (lambda c: c["tasks"][0].update(data="/no/such/folder"), "does not exist"),
         (lambda c: c.update(methods=["finetune", "lamol-x"]), "unknown method 'lamol-x'"),
         (lambda c: c["tasks"][0].update(data="synthetic:nosuchtask"), "nosuchtask"),
-        (lambda c: c.update(method_options={"lamol": {"gama": 1}}), "unknown option"),
+        (lambda c: c.update(method_options={"lamol": {"gama": 1}}), "gama: unknown key"),
         (lambda c: c["tasks"][1].update(answers={"NEG": "negative"}), "answers given for labels"),
     ],
 )

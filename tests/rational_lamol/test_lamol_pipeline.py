@@ -7,11 +7,16 @@ import logging
 
 import pytest
 
-from rational_lamol import methods as methods_module
 from rational_lamol.cli import setup_logging
 from rational_lamol.config import parse_config
-from rational_lamol.methods import LamolMethod, available_methods, register_method
+from rational_lamol.methods import LamolMethod
 from rational_lamol.pipeline import run_experiment
+from rational_lamol.registry import (
+    available_methods,
+    make_method,
+    register_method,
+    unregister_method,
+)
 
 
 def _check_contract(out, results, n_tasks=2):
@@ -72,23 +77,24 @@ def test_resume_after_a_finished_task(tmp_path, tiny_config, monkeypatch):
     config = parse_config(cfg)
     out = tmp_path / "run"
     calls = []
-    original = LamolMethod.learn_task
+    original = LamolMethod.learn
 
-    def crash_on_second(self, ctx, **kw):
-        calls.append(ctx.index)
-        if ctx.index == 1:
+    def crash_on_second(self, stage, model, **kw):
+        calls.append(stage.index)
+        if stage.index == 1:
             raise KeyboardInterrupt("killed")
-        return original(self, ctx, **kw)
+        return original(self, stage, model, **kw)
 
-    monkeypatch.setattr(LamolMethod, "learn_task", crash_on_second)
+    monkeypatch.setattr(LamolMethod, "learn", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(config, out)
     assert (out / "sentiment-topic" / "seed0" / "lamol" / "1_sentiment" / "model" / "config.json").exists()
     assert not (out / "results.json").exists()
-    monkeypatch.setattr(LamolMethod, "learn_task", original)
+    monkeypatch.setattr(LamolMethod, "learn", original)
     calls.clear()
     seen = []
-    monkeypatch.setattr(LamolMethod, "learn_task", lambda self, ctx, **kw: seen.append(ctx.index) or original(self, ctx, **kw))
+    monkeypatch.setattr(LamolMethod, "learn",
+                        lambda self, stage, model, **kw: seen.append(stage.index) or original(self, stage, model, **kw))
     results = run_experiment(config, out, resume=True)
     assert seen == [1]  # task 1 was not trained again
     _check_contract(out, json.loads((out / "results.json").read_text()))
@@ -99,14 +105,20 @@ def test_resume_after_a_finished_task(tmp_path, tiny_config, monkeypatch):
 
 
 def test_methods_can_be_added_from_another_module(tmp_path):
-    @register_method("test-probe")
+    from pydantic import BaseModel
+
+    class ProbeOptions(BaseModel):
+        k: int = 1
+
+    @register_method
     class Probe(LamolMethod):
-        option_defaults = {"k": 1}
+        name = "test-probe"
+        Options = ProbeOptions
 
     try:
         assert "test-probe" in available_methods()
         assert {"finetune", "lamol", "multitask"} <= set(available_methods())
-        m = methods_module.make_method("test-probe", {"k": 3})
-        assert m.options == {"k": 3} and m.replay
+        m = make_method("test-probe", {"k": 3})
+        assert m.options_dict() == {"k": 3} and isinstance(m, LamolMethod)
     finally:
-        methods_module._REGISTRY.pop("test-probe")
+        unregister_method("test-probe")

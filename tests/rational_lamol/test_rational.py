@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rational_lamol.config import parse_config
-from rational_lamol.methods import available_methods, make_method
+from rational_lamol.registry import available_methods, make_method
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example
 
@@ -64,14 +64,14 @@ def _state(folder):
 
 def test_registered_and_options_checked():
     assert {"rational-block", "rational-head"} <= set(available_methods())
-    assert make_method("rational-head", {"top_k": 3}).options["level"] == "head"
+    assert make_method("rational-head", {"top_k": 3}).options.level == "head"
     with pytest.raises(DataError, match="top_k"):
         make_method("rational-head", {"top_k": 0})
     with pytest.raises(DataError, match="row_filter"):
         make_method("rational-block", {"row_filter": "some"})
     with pytest.raises(DataError, match="level"):
         make_method("rational-block", {"level": "head"})
-    with pytest.raises(DataError, match="unknown option"):
+    with pytest.raises(DataError, match="topk: unknown key"):
         make_method("rational-block", {"topk": 3})
 
 

@@ -8,8 +8,12 @@ freezing on top of it.
 - :mod:`lamol` — the loss ``L_QA + lm_lambda L_LM``; :mod:`trainer` — one-task training
   (:func:`trainer.train_task` with callbacks); :mod:`pseudo` — pseudo-samples;
   :mod:`evaluate` — greedy decoding, exact match.
-- :mod:`methods` — ``finetune``, ``lamol``, ``multitask`` and :func:`methods.register_method`;
-  :mod:`pipeline` — the per-task loop, run dirs, resume; :mod:`results` — ``results.json``.
+- :mod:`stage` — what a method sees of a stage (plain data); :mod:`streams` — the random streams.
+- :mod:`methods` — ``finetune``, ``lamol``, ``multitask``; :mod:`rational` — ``rational-block``,
+  ``rational-head``; :mod:`controls` — ``random-block``, ``random-head``; :mod:`registry` — the
+  names a config can use, and plugins.
+- :mod:`pipeline` — the per-task loop, run dirs, resume; :mod:`results` — ``results.json``;
+  :mod:`report`, :mod:`stats` — tables, paired comparisons, the HTML report.
 - :mod:`adapters`, :mod:`cci`, :mod:`freezing` — architecture adapters, CCI, critical freezing.
 - :mod:`cli` — ``rational-lamol run``.
 """

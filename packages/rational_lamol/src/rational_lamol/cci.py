@@ -42,14 +42,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
 RowFilter = Literal["all", "after_last_rationale"]
-ROW_FILTERS: tuple[str, ...] = ("all", "after_last_rationale")
+ROW_FILTERS: tuple[str, ...] = get_args(RowFilter)
 Level = Literal["block", "head"]
 
 # Blocks are scored in chunks whose (L, H, S, D) attention has at most this many entries, to bound
@@ -170,9 +170,13 @@ def _iou_rows(masks: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Scores for one example
 # --------------------------------------------------------------------------------------------
-def _rows(att: torch.Tensor, gt: torch.Tensor, row_filter: str) -> torch.Tensor:
+def check_row_filter(row_filter: str) -> None:
     if row_filter not in ROW_FILTERS:
         raise ValueError(f"row_filter must be one of {ROW_FILTERS}, got {row_filter!r}")
+
+
+def _rows(att: torch.Tensor, gt: torch.Tensor, row_filter: str) -> torch.Tensor:
+    check_row_filter(row_filter)
     if row_filter == "all":
         return att
     if att.shape[-2] != att.shape[-1]:
@@ -407,8 +411,7 @@ def identify_critical_components(
 
     if level not in ("block", "head"):
         raise ValueError(f"level must be 'block' or 'head', got {level!r}")
-    if row_filter not in ROW_FILTERS:
-        raise ValueError(f"row_filter must be one of {ROW_FILTERS}, got {row_filter!r}")
+    check_row_filter(row_filter)
     old_ad, new_ad = adapter_for(old_model), adapter_for(new_model)
     if (old_ad.n_blocks, old_ad.n_heads) != (new_ad.n_blocks, new_ad.n_heads):
         raise ValueError(

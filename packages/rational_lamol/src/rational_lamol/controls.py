@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from rational_lamol.adapters import adapter_for
 from rational_lamol.freezing import FreezeSpec
-from rational_lamol.methods import register_method
 from rational_lamol.rational import CCI_FILE, FreezingMethod, components_to_spec, spec_to_components
-from rational_lamol.streams import stream_seed
+from rational_lamol.stage import Stage
+from rational_lamol.tasks import TrainSequence
 from rational_lamol.trainer import TrainingCallback
 from rationale_commons.errors import DataError
 from rationale_commons.runtime import read_json
-
-if TYPE_CHECKING:
-    from rational_lamol.pipeline import TaskContext
 
 log = logging.getLogger("rational_lamol")
 
@@ -56,59 +53,53 @@ def matched_random_freeze(
 
 
 class RandomControlMethod(FreezingMethod):
-    """Freeze as many components as ``counterpart`` did, chosen at random."""
+    """Freeze as many components as ``requires`` (the rational counterpart) did, chosen at random."""
 
-    counterpart = "rational-block"
-    option_defaults = {"level": None}
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        super().__init__(options)
-        self._check_level()
+    requires = "rational-block"
 
     def frozen_before(self, history: Sequence[dict[str, Any]]) -> FreezeSpec:
         """What this control froze at the previous transition (the draw starts from it)."""
-        return components_to_spec(history[-1]["frozen"], self.options["level"]) if history else FreezeSpec()
+        return components_to_spec(history[-1]["frozen"], self.level) if history else FreezeSpec()
 
-    def counterpart_entry(self, ctx: TaskContext) -> dict[str, Any]:
-        path = ctx.run_dir.parent / self.counterpart / CCI_FILE
-        prev_task, task = ctx.order[ctx.index - 1], ctx.task_names[0]
+    def counterpart_entry(self, stage: Stage) -> dict[str, Any]:
+        path = stage.run_dir.parent / self.requires / CCI_FILE
+        prev_task, task = stage.order[stage.index - 1], stage.task_names[0]
         entries = read_json(path) if path.is_file() else []
         for entry in entries:
             if entry.get("from_task") == prev_task and entry.get("to_task") == task:
                 return entry
-        raise DataError(f"{self.name} freezes as many components as {self.counterpart}, but {path} has no "
-                        f"{prev_task} -> {task} transition; run {self.counterpart} for this order and seed first")
+        raise DataError(f"{self.name} freezes as many components as {self.requires}, but {path} has no "
+                        f"{prev_task} -> {task} transition; run {self.requires} for this order and seed first")
 
-    def choose(self, ctx: TaskContext, earlier: FreezeSpec, *,
+    def choose(self, stage: Stage, model, replayed: list[TrainSequence], earlier: FreezeSpec, *,
                callbacks: Sequence[TrainingCallback]) -> tuple[FreezeSpec, FreezeSpec, dict[str, Any]]:
-        level = self.options["level"]
-        target = self.counterpart_entry(ctx)
-        adapter = adapter_for(ctx.model)
-        universe = all_components(adapter.n_blocks, adapter.n_heads, level)
+        target = self.counterpart_entry(stage)
+        adapter = adapter_for(model)
+        universe = all_components(adapter.n_blocks, adapter.n_heads, self.level)
         size = len(target["frozen"])
-        rng = np.random.default_rng(stream_seed(ctx.seed, ctx.learned_tasks, "control"))
-        frozen_list = matched_random_freeze(universe, spec_to_components(earlier, level), size, rng)
-        frozen = components_to_spec(frozen_list, level)
-        kept = spec_to_components(earlier, level)
-        chosen = components_to_spec([c for c in frozen_list if c not in kept], level)
-        log.info("  [%s] froze %d component(s) at random, as %s did: %s", self.name, size, self.counterpart,
-                 spec_to_components(frozen, level))
-        record = {"matched_to": self.counterpart, "matched_frozen": target["frozen"],
+        rng = np.random.default_rng(stage.seed_for("control"))
+        kept = spec_to_components(earlier, self.level)
+        frozen_list = matched_random_freeze(universe, kept, size, rng)
+        frozen = components_to_spec(frozen_list, self.level)
+        chosen = components_to_spec([c for c in frozen_list if c not in kept], self.level)
+        log.info("  [%s] froze %d component(s) at random, as %s did: %s", self.name, size, self.requires,
+                 spec_to_components(frozen, self.level))
+        record = {"matched_to": self.requires, "matched_frozen": target["frozen"],
                   "draw": "uniform without replacement among the components not frozen before"}
         return chosen, frozen, record
 
 
-@register_method("random-block")
 class RandomBlockMethod(RandomControlMethod):
     """Control for ``rational-block``: as many blocks frozen, chosen at random."""
 
+    name = "random-block"
     level = "block"
-    counterpart = requires = "rational-block"
+    requires = "rational-block"
 
 
-@register_method("random-head")
 class RandomHeadMethod(RandomControlMethod):
     """Control for ``rational-head``: as many (block, head) pairs frozen, chosen at random."""
 
+    name = "random-head"
     level = "head"
-    counterpart = requires = "rational-head"
+    requires = "rational-head"

@@ -1,171 +1,141 @@
-"""Lifelong-learning methods as small strategy objects, registered by name.
+"""Lifelong-learning methods as small strategy objects (docs/algorithms.md §1).
 
-A method says how the model learns one stage of the task sequence (:meth:`Method.learn_task`);
-the pipeline owns everything else (the order, evaluation, checkpoints, resume, results).
-Built in (docs/algorithms.md §1):
+A method says how the model learns one stage of the task sequence: :meth:`Method.learn` takes the
+stage (a data-only :class:`rational_lamol.stage.Stage`) and the model, trains the model in place
+and returns it with the stage's statistics. The pipeline owns everything else (the order,
+evaluation, checkpoints, resume, results). Built in here:
 
-- ``lamol``: the task's data plus pseudo-samples of earlier tasks, ``L = L_QA + lm_lambda L_LM``.
-- ``finetune``: the same training without replay (sequential fine-tuning: the lower bound).
+- ``finetune``: the task's data only (sequential fine-tuning: the lower bound).
+- ``lamol``: the task's data plus pseudo-samples of earlier tasks that the model generates itself
+  before training, ``L = L_QA + lm_lambda L_LM``.
 - ``multitask``: one model trained on the union of all tasks (the usual upper bound).
 
-Another module adds a method with :func:`register_method`; a Rational-LAMOL style method wraps
-``LamolMethod.learn_task``: probe on a copy (``ctx.with_model(copy)``), identify, freeze, then
-learn again from ``ctx.model`` with the freezer as a callback. ``ctx.replay_sequences()`` is
-computed once per stage from the model *before* training, so the probe and the final training
-see the same pseudo-samples.
-
-Modules listed in :data:`PLUGIN_MODULES` (and entry points of the group
-``rational_lamol.methods``) are imported when the registry is first read, so their methods
-can be named in a config.
+Rational LAMOL (:mod:`rational_lamol.rational`) and its random controls
+(:mod:`rational_lamol.controls`) build on :class:`LamolMethod`; :mod:`rational_lamol.registry`
+names them all. A method's options are a pydantic model (:attr:`Method.Options`), validated when
+the experiment is checked, before anything is trained.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from rational_lamol.config import TrainingConfig
+from rational_lamol.pseudo import generate_pseudo_samples
+from rational_lamol.stage import Stage
+from rational_lamol.tasks import TrainSequence, pseudo_sample_count
 from rational_lamol.trainer import TrainingCallback, train_task
-from rationale_commons.errors import DataError
+from rationale_commons.runtime import write_jsonl_atomic
 
-if TYPE_CHECKING:
-    from rational_lamol.pipeline import TaskContext
-
-log = logging.getLogger(__name__)
-
-PLUGIN_MODULES = ("rational_lamol.rational", "rational_lamol.controls")
-_REGISTRY: dict[str, type[Method]] = {}
-_plugins_loaded = False
+log = logging.getLogger("rational_lamol")
 
 
-def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator: make a :class:`Method` subclass available under ``name``."""
+class NoOptions(BaseModel):
+    """A method without options: any key under ``[method_options.<name>]`` is an error."""
 
-    def wrap(cls: type[Method]) -> type[Method]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"method {name!r} is already registered by {_REGISTRY[name].__qualname__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
+    model_config = ConfigDict(extra="forbid")
 
 
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for module in PLUGIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    try:
-        from importlib.metadata import entry_points
+@dataclass
+class Learned:
+    """What :meth:`Method.learn` returns: the trained model and the stage's statistics (JSON)."""
 
-        for ep in entry_points(group="rational_lamol.methods"):
-            ep.load()
-    except Exception as exc:  # a broken third-party plugin must not break the built-ins
-        log.warning("could not load a method plugin: %s", exc)
-
-
-def available_methods() -> list[str]:
-    _load_plugins()
-    return sorted(_REGISTRY)
-
-
-def random_controls() -> dict[str, str]:
-    """``{method: its random control}`` for the registered methods that have one."""
-    _load_plugins()
-    return {cls.requires: name for name, cls in _REGISTRY.items() if cls.requires}
-
-
-def in_dependency_order(methods: dict[str, Method]) -> dict[str, Method]:
-    """``methods`` reordered so that every method comes after the one it ``requires`` (otherwise in
-    the given order); a required method that is missing is a config error."""
-    for method in methods.values():
-        if method.requires and method.requires not in methods:
-            raise DataError(f"method {method.name!r} needs {method.requires!r} in the same experiment "
-                            f"(it matches its freeze): add it to methods", field="methods")
-    ordered: dict[str, Method] = {}
-    for name, method in methods.items():
-        if method.requires and method.requires not in ordered:
-            ordered[method.requires] = methods[method.requires]
-        ordered.setdefault(name, method)
-    return ordered
-
-
-def make_method(name: str, options: dict[str, Any] | None = None) -> Method:
-    _load_plugins()
-    if name not in _REGISTRY:
-        raise DataError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}", field="methods")
-    return _REGISTRY[name](dict(options or {}))
+    model: Any
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 class Method:
-    """Base strategy: how one stage is learned. Subclasses set the class flags below."""
+    """How one stage is learned. Subclasses set ``name`` and override :meth:`learn`."""
 
     name: ClassVar[str] = "?"
-    #: learn every task at once (one stage, one score-matrix row)
-    multitask: ClassVar[bool] = False
-    #: mix pseudo-samples of earlier tasks into each task's data
-    replay: ClassVar[bool] = False
+    Options: ClassVar[type[BaseModel]] = NoOptions
     #: task 1 is trained exactly as plain LAMOL trains it, so the run may reuse a cached task-1 model
     shares_task1: ClassVar[bool] = True
     #: a method that must run first for the same (order, seed): a random control reads its choices
     requires: ClassVar[str | None] = None
-    #: option names (and defaults) this method accepts in [method_options.<name>]
-    option_defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        unknown = sorted(set(options) - set(self.option_defaults))
-        if unknown:
-            allowed = ", ".join(sorted(self.option_defaults)) or "none"
-            raise DataError(f"unknown option(s) {unknown} for method {self.name!r} (allowed: {allowed})",
-                            field=f"method_options.{self.name}")
-        self.options = {**self.option_defaults, **options}
+    def __init__(self, options: BaseModel | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    def stages(self, order: Sequence[str]) -> list[list[str]]:
+        """The tasks learned at each stage: one task per stage."""
+        return [[task] for task in order]
 
     def training_config(self, base: TrainingConfig) -> TrainingConfig:
         """The training settings this method uses (default: the run's)."""
         return base
 
-    def learn_task(self, ctx: TaskContext, *, callbacks: Sequence[TrainingCallback] = ()):
-        """Train ``ctx.model`` on this stage's data (plus replay when the method replays); return it."""
-        seqs = list(ctx.train_sequences())
-        if self.replay and ctx.index > 0:
-            seqs += ctx.replay_sequences()
+    def learn(self, stage: Stage, model, *, callbacks: Sequence[TrainingCallback] = ()) -> Learned:
+        """Train ``model`` on the stage's task data."""
+        stats = self.fit(stage, model, stage.train_sequences(), callbacks=callbacks)
+        return Learned(model, {"train": [stats]})
+
+    def fit(self, stage: Stage, model, sequences: Sequence[TrainSequence], *, stream: str = "train",
+            callbacks: Sequence[TrainingCallback] = ()) -> dict[str, Any]:
+        """Train ``model`` in place on ``sequences`` from the stage's random ``stream``; its statistics."""
         stats = train_task(
-            ctx.model, ctx.tokenizer, seqs, ctx.training, callbacks=callbacks, accelerator=ctx.accelerator,
-            seed=ctx.train_seed, desc=f"{self.name} {'+'.join(ctx.task_names)}",
+            model, stage.tokenizer, list(sequences), stage.training, callbacks=callbacks,
+            accelerator=stage.accelerator, seed=stage.seed_for(stream), desc=f"{self.name} {'+'.join(stage.task_names)}",
         )
-        ctx.log_training(stats, n_sequences=len(seqs))
-        return ctx.model
+        log.info("  trained %s on %d sequences (%s): %d steps, %.1fs, %.0f tok/s, loss %.3f",
+                 "+".join(stage.task_names), len(sequences), stream, stats.steps, stats.seconds,
+                 stats.tokens_per_second, stats.final_loss)
+        return {**stats.as_dict(), "sequences": len(sequences)}
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "options": self.options}
-
-
-@register_method("lamol")
-class LamolMethod(Method):
-    """LAMOL: replay pseudo-samples generated by the model itself."""
-
-    replay = True
+    def options_dict(self) -> dict[str, Any]:
+        return self.options.model_dump()
 
 
-@register_method("finetune")
 class FinetuneMethod(Method):
     """Sequential fine-tuning with the same loss and budget, no replay (the lower bound)."""
 
-    replay = False
+    name = "finetune"
 
 
-@register_method("multitask")
 class MultitaskMethod(Method):
     """All tasks' training data at once, same loss and epochs (the upper bound)."""
 
-    multitask = True
+    name = "multitask"
     shares_task1 = False
+
+    def stages(self, order: Sequence[str]) -> list[list[str]]:
+        return [list(order)]
+
+
+class LamolMethod(Method):
+    """LAMOL: the task's data plus pseudo-samples the model generates of the earlier tasks."""
+
+    name = "lamol"
+
+    def learn(self, stage: Stage, model, *, callbacks: Sequence[TrainingCallback] = ()) -> Learned:
+        replayed, replay_stats = self.replay(stage, model)
+        stats = self.fit(stage, model, [*stage.train_sequences(), *replayed], callbacks=callbacks)
+        return Learned(model, {"train": [stats], **replay_stats})
+
+    def replay(self, stage: Stage, model) -> tuple[list[TrainSequence], dict[str, Any]]:
+        """Pseudo-samples of the earlier tasks from ``model`` as it is now (before this stage's
+        training), from the stage's ``"replay"`` stream; written to ``pseudo_samples.jsonl``."""
+        earlier = stage.previous_tasks
+        if not earlier:
+            return [], {}
+        n_train = sum(len(stage.tasks[t].splits.train) for t in stage.task_names)
+        counts = dict(zip(earlier, pseudo_sample_count(stage.training.gamma, n_train, len(earlier)), strict=True))
+        sequences, report = generate_pseudo_samples(
+            model, stage.tokenizer, counts, stage.ids, max_length=stage.max_length - 1,
+            top_k=stage.training.top_k, temperature=stage.training.temperature,
+            batch_size=stage.training.gen_batch_size, seed=stage.seed_for("replay"), accelerator=stage.accelerator,
+        )
+        summary = report.as_dict()
+        log.info("  pseudo-samples: kept %s of %s (%.0f tok/s)", summary["kept"], summary["requested"],
+                 summary["tokens_per_second"] or 0)
+        if stage.accelerator.is_main_process:  # what the model replayed, for inspection
+            rows = [{"task": q.task, "text": stage.tokenizer.decode(q.qa_ids, skip_special_tokens=False)}
+                    for q in sequences]
+            write_jsonl_atomic(stage.stage_dir / "pseudo_samples.jsonl", rows)
+        return sequences, {"pseudo": summary}
+

@@ -28,15 +28,14 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rational_lamol.config import ExperimentConfig, TrainingConfig
+from rational_lamol.config import ExperimentConfig
 from rational_lamol.evaluate import evaluate_task
-from rational_lamol.methods import Method, available_methods, in_dependency_order, make_method
+from rational_lamol.methods import Learned, Method
 from rational_lamol.modeling import (
     build_scratch_model,
     load_pretrained,
@@ -45,20 +44,19 @@ from rational_lamol.modeling import (
     save_model,
     train_scratch_tokenizer,
 )
-from rational_lamol.pseudo import PseudoReport, generate_pseudo_samples
+from rational_lamol.rationale_sources import RationaleProvider
+from rational_lamol.registry import available_methods, in_dependency_order, make_method
 from rational_lamol.results import build_run_record, split_timings, write_results
-from rational_lamol.streams import STREAMS_VERSION, stream_seed
+from rational_lamol.stage import Resources, Stage
+from rational_lamol.streams import STREAMS_VERSION
 from rational_lamol.tasks import (
-    SpecialIds,
-    TaskData,
     TrainSequence,
     check_fits,
     load_tasks,
-    pseudo_sample_count,
     special_ids,
     special_token_strings,
 )
-from rational_lamol.trainer import TrainStats, get_accelerator
+from rational_lamol.trainer import get_accelerator
 from rationale_commons.errors import DataError, first_line
 from rationale_commons.runtime import (
     atomic_dir,
@@ -69,7 +67,6 @@ from rationale_commons.runtime import (
     read_json,
     seed_everything,
     write_json_atomic,
-    write_jsonl_atomic,
 )
 
 log = logging.getLogger("rational_lamol")
@@ -77,122 +74,6 @@ log = logging.getLogger("rational_lamol")
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-# --------------------------------------------------------------------------------------------
-# The context a method sees
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TaskContext:
-    """Everything a method needs to learn one stage."""
-
-    session: Session
-    method: Method
-    seed: int
-    order: list[str]
-    index: int  # 0-based stage index
-    task_names: list[str]  # tasks learned in this stage (one; all for multitask)
-    model: Any
-    training: TrainingConfig
-    run_dir: Path  # this run's dir (methods may write extra JSON here, e.g. cci.json)
-    stage_dir: Path  # <i>_<task>/
-    stats: dict[str, Any] = field(default_factory=dict)
-    stream: str = "train"  # the random stream training draws from ("probe" for a rational probe)
-    _replay: list[TrainSequence] | None = field(default=None, repr=False)
-
-    # -- shortcuts ---------------------------------------------------------------------------
-    @property
-    def tokenizer(self):
-        return self.session.tokenizer
-
-    @property
-    def ids(self) -> SpecialIds:
-        return self.session.ids
-
-    @property
-    def tasks(self) -> dict[str, TaskData]:
-        return self.session.tasks
-
-    @property
-    def accelerator(self):
-        return self.session.accelerator
-
-    @property
-    def max_length(self) -> int:
-        return self.session.config.model.max_length
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return self.method.options
-
-    @property
-    def learned_tasks(self) -> list[str]:
-        """The tasks learned once this stage is done, in order (the streams' key)."""
-        return [*self.order[: self.index], *self.task_names]
-
-    @property
-    def train_seed(self) -> int:
-        """The seed of this stage's batches and dropout (:mod:`rational_lamol.streams`)."""
-        return stream_seed(self.seed, self.learned_tasks, self.stream)
-
-    @property
-    def previous_tasks(self) -> list[str]:
-        return self.order[: self.index]
-
-    def train_sequences(self) -> list[TrainSequence]:
-        out: list[TrainSequence] = []
-        for name in self.task_names:
-            out += self.session.sequences(name, "train")
-        return out
-
-    def replay_sequences(self) -> list[TrainSequence]:
-        """Pseudo-samples of the earlier tasks, generated once per stage from the model as it was
-        when first asked (before any training of this stage)."""
-        if self._replay is None:
-            n_train = sum(len(self.tasks[t].splits.train) for t in self.task_names)
-            prev = self.previous_tasks
-            counts = dict(zip(prev, pseudo_sample_count(self.training.gamma, n_train, len(prev)), strict=True))
-            seqs, report = generate_pseudo_samples(
-                self.model, self.tokenizer, counts, self.ids, max_length=self.max_length - 1,
-                top_k=self.training.top_k, temperature=self.training.temperature,
-                batch_size=self.training.gen_batch_size,
-                seed=stream_seed(self.seed, self.learned_tasks, "replay"), accelerator=self.accelerator,
-            )
-            self._replay = seqs
-            self.stats["pseudo"] = report.as_dict()
-            self._log_pseudo(report)
-            if self.accelerator.is_main_process:  # what the model replayed, for inspection
-                rows = [{"task": q.task, "text": self.tokenizer.decode(q.qa_ids, skip_special_tokens=False)} for q in seqs]
-                write_jsonl_atomic(self.stage_dir / "pseudo_samples.jsonl", rows)
-        return self._replay
-
-    def with_model(self, model, *, stream: str = "train") -> TaskContext:
-        """The same stage with another model (e.g. a probe copy) drawing from ``stream``; shares
-        the replay cache, so a probe and the retrain replay the same pseudo-samples."""
-        if self.method.replay and self.index > 0:
-            self.replay_sequences()
-        return TaskContext(**{**self.__dict__, "model": model, "stats": self.stats, "stream": stream})
-
-    def copy_model(self):
-        return copy.deepcopy(self.model)
-
-    def log_training(self, stats: TrainStats, *, n_sequences: int) -> None:
-        self.stats.setdefault("train", []).append({**stats.as_dict(), "sequences": n_sequences})
-        log.info("  trained %s on %d sequences: %d steps, %.1fs, %.0f tok/s, loss %.3f",
-                 "+".join(self.task_names), n_sequences, stats.steps, stats.seconds, stats.tokens_per_second,
-                 stats.final_loss)
-
-    def _log_pseudo(self, report: PseudoReport) -> None:
-        d = report.as_dict()
-        log.info("  pseudo-samples: kept %s of %s (%.0f tok/s)", d["kept"], d["requested"], d["tokens_per_second"] or 0)
-
-    def write_json(self, name: str, data: Any) -> Path:
-        path = path_inside(self.run_dir, name)
-        if self.accelerator.is_main_process:
-            write_json_atomic(path, data)
-        return path
 
 
 def run_environment(accelerator) -> dict[str, Any]:
@@ -251,6 +132,11 @@ class Session:
         self._record_start()  # 2. only now, with everything checked, the run dir is written
         self._seq_cache: dict[tuple[str, str], list[TrainSequence]] = {}
         self.environment = run_environment(self.accelerator)
+        self.resources = Resources(
+            tokenizer=self.tokenizer, ids=self.ids, tasks=self.tasks, accelerator=self.accelerator,
+            max_length=config.model.max_length, sequences=self.sequences,
+            rationales=RationaleProvider(config, self.tasks, self.out_dir, self.accelerator),
+        )
 
     # -- setup -------------------------------------------------------------------------------
     def _check_out_dir(self) -> None:
@@ -365,9 +251,6 @@ class Session:
     def run_dir_for(self, method: Method, seed: int, order: list[str]) -> Path:
         return path_inside(self.out_dir, "-".join(order), f"seed{seed}", method.name)
 
-    def stages(self, method: Method, order: list[str]) -> list[list[str]]:
-        return [list(order)] if method.multitask else [[t] for t in order]
-
     def run_one(self, method: Method, seed: int, order: list[str]) -> tuple[dict, dict | None]:
         """One run: its results.json record and its wall-clock timing."""
         acc = self.accelerator
@@ -380,7 +263,7 @@ class Session:
             return read_json(run_json), timing
         log.info("== %s | seed %d | order %s", method.name, seed, " -> ".join(order))
         training = method.training_config(self.config.training)
-        stages = self.stages(method, order)
+        stages = method.stages(order)
         progress_path = run_dir / "progress.json"
         progress: dict[str, Any] = {"stages": []}
         if self.resume and progress_path.exists():
@@ -399,29 +282,29 @@ class Session:
                 continue
             t0 = time.perf_counter()
             stage_name = f"{index + 1}_{names[0] if len(names) == 1 else 'all'}"
-            ctx = TaskContext(session=self, method=method, seed=seed, order=order, index=index, task_names=names,
-                              model=model, training=training, run_dir=run_dir,
-                              stage_dir=path_inside(run_dir, stage_name))
+            stage = Stage(seed=seed, order=tuple(order), index=index, task_names=tuple(names), training=training,
+                          run_dir=run_dir, stage_dir=path_inside(run_dir, stage_name), resources=self.resources)
             log.info(" stage %d/%d: %s", index + 1, len(stages), "+".join(names))
-            model = self._learn_stage(method, ctx)
+            learned = self._learn_stage(method, stage, model)
+            model = learned.model
             scores = self.score_all(model, order)
             log.info("  scores %s", dict(zip(order, scores, strict=True)))
-            stage = {"dir": stage_name, "tasks": names, "scores": scores, "seconds": time.perf_counter() - t0,
-                     **ctx.stats}
+            record = {"dir": stage_name, "tasks": names, "scores": scores, "seconds": time.perf_counter() - t0,
+                      **learned.stats}
             if acc.is_main_process:
-                save_model(acc.unwrap_model(model), self.tokenizer, ctx.stage_dir / "model")
-                write_json_atomic(ctx.stage_dir / "stage.json", stage)
-                done.append(stage)
+                save_model(acc.unwrap_model(model), self.tokenizer, stage.stage_dir / "model")
+                write_json_atomic(stage.stage_dir / "stage.json", record)
+                done.append(record)
                 write_json_atomic(progress_path, progress)
                 fault_point(f"stage-done:{method.name}:{index + 1}")  # tests: a kill between stages
             else:
-                done.append(stage)
+                done.append(record)
             acc.wait_for_everyone()
         stages, stage_timings = split_timings([{k: v for k, v in s.items() if k != "scores"} for s in done])
         record = build_run_record(
             method=method.name, seed=seed, order=order, rel_dir=rel, rows=[s["scores"] for s in done],
             baseline=baseline,
-            extra={"stages": stages, "method_options": method.options, "environment": self.environment},
+            extra={"stages": stages, "method_options": method.options_dict(), "environment": self.environment},
         )
         timing = {"wall_seconds": round(time.perf_counter() - start, 2), "stages": stage_timings}
         if acc.is_main_process:
@@ -441,33 +324,32 @@ class Session:
                 done.pop()
         return None
 
-    def _learn_stage(self, method: Method, ctx: TaskContext):
+    def _learn_stage(self, method: Method, stage: Stage, model) -> Learned:
         """Stage 1 of a method that trains it like plain LAMOL reuses a cached task-1 model."""
-        if ctx.index != 0 or not method.shares_task1:
-            return method.learn_task(ctx)
-        key = _hash({"seed": ctx.seed, "task": ctx.task_names, "streams": STREAMS_VERSION, "model": self.config.model.model_dump(),
-                     "training": ctx.training.model_dump(),
-                     "data": [self.config.task(t).model_dump() for t in ctx.task_names],
+        if stage.index != 0 or not method.shares_task1:
+            return method.learn(stage, model)
+        key = _hash({"seed": stage.seed, "task": stage.task_names, "streams": STREAMS_VERSION,
+                     "model": self.config.model.model_dump(), "training": stage.training.model_dump(),
+                     "data": [self.config.task(t).model_dump() for t in stage.task_names],
                      "data_seed": self.config.data_seed})
-        folder = path_inside(self.shared_dir, "task1", f"{ctx.task_names[0]}_seed{ctx.seed}_{key}")
+        folder = path_inside(self.shared_dir, "task1", f"{stage.task_names[0]}_seed{stage.seed}_{key}")
         if is_complete(folder):  # a folder without the marker was being written when a run died: absent
             try:
-                model, _ = load_saved(folder / "model")
+                shared, _ = load_saved(folder / "model")
                 info = read_json(folder / "info.json")
             except DataError as exc:
                 log.warning("  shared task-1 model unusable (%s); training it again", first_line(exc))
             else:
                 log.info("  task-1 model shared from %s", folder.relative_to(self.out_dir))
-                ctx.stats.update(info.get("stats", {}))
-                ctx.stats["task1_shared_from"] = folder.relative_to(self.out_dir).as_posix()
-                return model.to(self.accelerator.device).eval()
-        model = method.learn_task(ctx)
+                stats = {**info.get("stats", {}), "task1_shared_from": folder.relative_to(self.out_dir).as_posix()}
+                return Learned(shared.to(self.accelerator.device).eval(), stats)
+        learned = method.learn(stage, model)
         if self.accelerator.is_main_process:
             with atomic_dir(folder) as tmp:  # model and info.json appear together or not at all
-                save_model(self.accelerator.unwrap_model(model), self.tokenizer, tmp / "model")
-                write_json_atomic(tmp / "info.json", {"trained_by": method.name, "stats": ctx.stats})
+                save_model(self.accelerator.unwrap_model(learned.model), self.tokenizer, tmp / "model")
+                write_json_atomic(tmp / "info.json", {"trained_by": method.name, "stats": learned.stats})
         self.accelerator.wait_for_everyone()
-        return model
+        return learned
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False) -> dict:

@@ -37,6 +37,7 @@ log = logging.getLogger("rational_lamol")
 HUMAN = "human"
 INVRAT = "invrat"
 N_SAMPLES = 3
+SAMPLES_FILE = "rationale_samples.json"
 
 
 def source_kind(rationales: str | None) -> str:
@@ -166,3 +167,44 @@ def rationale_samples(task: TaskData, examples: Sequence[Example], n: int = N_SA
         out.append({"task": task.name, "label": ex.label, "query": ex.query, "words": ex.words,
                     "predicted": ex.rationale, "gold": gold.get(ex.id)})
     return out
+
+
+class RationaleProvider:
+    """The examples CCI reads for a (task, split), with the rationales of the task's source (human /
+    file / InvRat); computed once per experiment (InvRat trains once per task) and shared by every
+    method and seed. Also keeps ``rationale_samples.json`` (a few examples per task, for the report)."""
+
+    def __init__(self, config, tasks: dict[str, TaskData], out_dir: Path, accelerator) -> None:
+        self.config = config
+        self.tasks = tasks
+        self.out_dir = out_dir
+        self.accelerator = accelerator
+        self._cache: dict[tuple[str, str], tuple[list[Example], dict[str, Any]]] = {}
+
+    def __call__(self, task_name: str, split: str) -> tuple[list[Example], dict[str, Any]]:
+        key = (task_name, split)
+        if key not in self._cache:
+            self._cache[key] = self._load(task_name, split)
+        return self._cache[key]
+
+    def _load(self, task_name: str, split: str) -> tuple[list[Example], dict[str, Any]]:
+        task = self.tasks[task_name]
+        if not task.splits[split]:
+            raise DataError(f"task {task_name!r} has no {split!r} examples for CCI; set the method option 'split'")
+        kind = source_kind(task.config.rationales)
+        main = self.accelerator.is_main_process
+        if kind == INVRAT:
+            options = {**(self.config.invrat or {}), **(task.config.invrat or {})}
+            examples, info = invrat_rationales(task, split, self.out_dir, options, seed=self.config.data_seed,
+                                               main_process=main)
+            self.accelerator.wait_for_everyone()
+        else:
+            examples = list(task.splits[split])
+            info = {"task": task_name, "source": kind if kind == HUMAN else task.config.rationales, "split": split}
+        info["n_with_rationale"] = sum(ex.rationale is not None and any(ex.rationale) for ex in examples)
+        if main:
+            path = self.out_dir / SAMPLES_FILE
+            samples = read_json(path) if path.is_file() else []
+            samples = [s for s in samples if s.get("task") != task_name] + rationale_samples(task, examples)
+            write_json_atomic(path, samples)
+        return examples, info

@@ -157,7 +157,7 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> Any:
 
 def paired_comparisons(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Each method against ``lamol`` and against its random control, paired by (seed, order)."""
-    from rational_lamol.methods import random_controls
+    from rational_lamol.registry import random_controls
     from rational_lamol.stats import comparisons
 
     return comparisons([{**run.record, "run_dir": str(run.root)} for run in runs], random_controls())
