@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from invrat import load_config
+from invrat.data import Prepared, length_sorted_batches, prepare
 from invrat.embeddings import initial_embeddings
 from invrat.encoder import ContextualWords
-from invrat.game import Prepared, length_sorted_batches, prepare
 from invrat.model import Predictor, make_embedding
 from invrat.vocab import Encoded, Vocab
 from rationale_commons.loaders import load_data

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from invrat.config import InvRatConfig
-from invrat.game import _optimizers, _player_step, build_players
-from invrat.model import predictor_input_mask, select
+from invrat.model import build_players, predictor_input_mask, select
+from invrat.players import optimizers, player_step
 from invrat.vocab import Encoded, collate
 
 VOCAB, LABELS, ENVS = 30, 2, 2
@@ -38,7 +38,7 @@ def _batch():
 def _generator_grad(players, config, batch, lambda_diff: float) -> torch.Tensor:
     players = copy.deepcopy(players)
     torch.manual_seed(1)  # the same Gumbel draw for every lambda
-    _player_step("g", players, _optimizers(players, config), batch, config, "cpu", 1.0, lambda_diff)
+    player_step("g", players, optimizers(players, config), batch, config, "cpu", 1.0, lambda_diff)
     return torch.cat([p.grad.flatten() for p in players["g"].parameters() if p.grad is not None])
 
 

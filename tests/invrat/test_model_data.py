@@ -12,7 +12,7 @@ from invrat.environments import (
     resolve_policy,
     rule_environments,
 )
-from invrat.game import build_players
+from invrat.model import build_players
 from invrat.vocab import SEP_ID, Vocab, collate, encode
 from rationale_commons.records import Example
 
