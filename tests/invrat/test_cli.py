@@ -70,7 +70,7 @@ def test_train_rationalize_evaluate_show(tiny: dict[str, Path]) -> None:
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [m["epoch"] for m in metrics] == [0, 1]
-    assert json.loads((run_dir / "config.json").read_text())["hidden_dim"] == 8
+    assert json.loads((run_dir / "config.json").read_text())["players"]["hidden_dim"] == 8
 
     code, out, err = run("rationalize", run_dir, data, "--split", "test", "--out", root / "ann.jsonl")
     assert code == 0, err
@@ -146,7 +146,7 @@ def test_fixed_budget_training_selects_alpha_of_every_document(tmp_path: Path, m
     monkeypatch.setattr(players_module, "select", recording_select)
     run_dir = train_invrat(splits, config, tmp_path / "run")
     assert drawn and all(k == 2.0 for row in drawn for k in row)  # ceil(0.2 * 10) = 2 of 10 words
-    assert json.loads((run_dir / "config.json").read_text())["train_selection"] == "top_alpha"
+    assert json.loads((run_dir / "config.json").read_text())["experimental"]["train_selection"] == "top_alpha"
 
 
 def test_generator_steps_draw_their_own_batch_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,7 +266,7 @@ def test_resume_with_more_epochs_trains_a_finished_run_on(tiny: dict[str, Path])
     longer = train_invrat(splits, cfg, short, resume=True)
     key = lambda ms: [(m["epoch"], m["dev_acc"], round(m["dev_selection_rate"], 6)) for m in ms]  # noqa: E731
     assert key(json.loads((longer / "metrics.json").read_text())) == key(json.loads((full / "metrics.json").read_text()))
-    assert json.loads((longer / "config.json").read_text())["epochs"] == 3 and (longer / "DONE").is_file()
+    assert json.loads((longer / "config.json").read_text())["game"]["epochs"] == 3 and (longer / "DONE").is_file()
     # several restarts: the earlier ones would not get the new epochs, so it is refused
     multi = train_invrat(splits, cfg.model_copy(update={"restarts": 2, "epochs": 2}), tiny["root"] / "grow-multi")
     with pytest.raises(DataError, match="epochs"):
@@ -340,14 +340,14 @@ def test_invariance_selection_trains_and_logs_environment_losses(tmp_path: Path)
     run_dir = train_invrat(splits, cfg, tmp_path / "run")
     game_epoch = json.loads((run_dir / "metrics.json").read_text())[-1]
     assert len(game_epoch["dev_loss_by_env"]) == 2 and game_epoch["dev_loss_e"] > 0
-    assert game_epoch["dev_objective"] == pytest.approx(selection.dev_objective(game_epoch, cfg.lambda_diff))
+    assert game_epoch["dev_objective"] == pytest.approx(selection.dev_objective(game_epoch, cfg.game.lambda_diff))
     assert "dev_objective" in json.loads((run_dir / "selection.json").read_text())
     # the gap's weight in selection can differ from the game's lambda_diff, and the gap can forgive its own noise
     weighed = json.loads((train_invrat(splits, cfg.model_copy(update={"selection_lambda": 1.0, "selection_gap_slack": 1.0}),
                                        tmp_path / "weighed") / "metrics.json").read_text())[-1]
     assert weighed["dev_objective"] == pytest.approx(selection.dev_objective(weighed, 1.0, 1.0))
     assert weighed["dev_objective"] != pytest.approx(selection.dev_objective(weighed, 1.0))
-    assert cfg.lambda_diff != 1.0 and weighed["dev_loss_by_env"][0] != weighed["dev_loss_by_env"][1]
+    assert cfg.game.lambda_diff != 1.0 and weighed["dev_loss_by_env"][0] != weighed["dev_loss_by_env"][1]
     # the plain RNP reads no environment information: its criterion is the dev loss of f_i
     rnp_epoch = json.loads((train_invrat(splits, cfg.model_copy(update={"use_env_player": False}), tmp_path / "rnp")
                             / "metrics.json").read_text())[-1]
@@ -361,14 +361,15 @@ def test_invariance_selection_trains_and_logs_environment_losses(tmp_path: Path)
     assert not (tmp_path / "single" / "metrics.json").exists()
 
 
-def test_resume_accepts_a_run_written_before_a_config_field_existed(tiny: dict[str, Path]) -> None:
+def test_resume_accepts_a_flat_run_config_written_before_a_config_field_existed(tiny: dict[str, Path]) -> None:
     splits = make_task("sentiment", seed=0, n_train=32, n_val=8, n_test=4)
     cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=2, warmup_epochs=1, restarts=1, batch_size=16,
                        progress=False, num_threads=1)
     run_dir = train_invrat(splits, cfg.model_copy(update={"epochs": 1}), tiny["root"] / "old-run")
-    saved = json.loads((run_dir / "config.json").read_text())
-    del saved["select_by"]  # as a run written before the field was added
+    saved = InvRatConfig.model_validate_json((run_dir / "config.json").read_text()).flat()
+    del saved["select_by"]  # as a run written before the config had sections and before the field was added
     (run_dir / "config.json").write_text(json.dumps(saved))
+    assert rationalize(run_dir, splits.test)  # an old run rationalizes
     assert train_invrat(splits, cfg, run_dir, resume=True) == run_dir
     assert len(json.loads((run_dir / "metrics.json").read_text())) == 2
     with pytest.raises(DataError, match="select_by"):  # but a different value is still refused

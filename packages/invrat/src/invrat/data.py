@@ -44,7 +44,7 @@ def prepare(
             f"label(s) {unknown[:5]} do not occur in the training set (known: {sorted(label_index)})", field="label"
         )
     return Prepared(
-        [encode(ex, vocab, max_len=config.max_len, max_query_len=config.max_query_len) for ex in examples],
+        [encode(ex, vocab, max_len=config.data.max_len, max_query_len=config.data.max_query_len) for ex in examples],
         [label_index[ex.label] for ex in examples],
         envs,
     )

@@ -31,16 +31,16 @@ def evaluate_players(
     env_loss = torch.zeros(max(1, players["fe"].n_envs), dtype=torch.float64)
     env_loss_sq, env_count = torch.zeros_like(env_loss), torch.zeros_like(env_loss)
     f1s: list[float] = []
-    for idx in length_sorted_batches(data.encoded, config.eval_batch_size):
+    for idx in length_sorted_batches(data.encoded, config.runtime.eval_batch_size):
         b = data.batch(idx).to(device)
-        with autocast(device, config.precision):
+        with autocast(device, config.runtime.precision):
             logits = players["g"](b.ids, b.lengths)
-            z, _ = inference_rationale(logits.float(), b.doc_mask, selection=config.selection, alpha=config.alpha)
+            z, _ = inference_rationale(logits.float(), b.doc_mask, selection=config.game.selection, alpha=config.game.alpha)
             zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
             out = players["fi"](b.ids, b.lengths, zin, b.real_mask)
             if aware:
                 out_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs).float()
-                if config.env_residual:
+                if config.experimental.env_residual:
                     out_e = out_e + out.float()
                 loss_e_sum += float(F.cross_entropy(out_e, b.labels, reduction="sum"))
         correct += int((out.argmax(-1) == b.labels).sum())

@@ -1,6 +1,6 @@
 """The InvRat training game (Chang et al. 2020, §3.3; docs/algorithms.md §3).
 
-Players are updated in turn following ``config.schedule`` (one player per batch, cycled: the
+Players are updated in turn following ``config.game.schedule`` (one player per batch, cycled: the
 reference's 1 generator : 3 f_i : 3 f_e per 7 steps). Several restarts are trained; after every
 epoch the players are judged on dev (dev_metrics.py) and the best (restart, epoch) is kept
 (selection.py). The run dir, its checkpoint and resume are in run_dir.py; how one player learns
@@ -54,7 +54,7 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     """Train InvRat on ``splits`` (train; val for selection) and write the run dir. Returns it.
 
     ``resume=True`` continues a killed run from its last finished epoch (a
-    finished run returns at once, unless ``config.epochs`` grew: a single-restart run then trains
+    finished run returns at once, unless ``config.game.epochs`` grew: a single-restart run then trains
     on from its last epoch, and model selection goes on over the new epochs).
 
     The run dir is locked while training: a second process gets a :class:`DataError`.
@@ -63,12 +63,12 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     with lock_run_dir(out_dir):
         if resume and run_dir.is_finished(out_dir, config):
             return out_dir
-        train, val = train_and_dev(splits, config.seed)
+        train, val = train_and_dev(splits, config.game.seed)
         ckpt = run_dir.check_run_dir(out_dir, resume, config)
         run_dir.start(out_dir)
         game = _set_up(train, val, config, out_dir, resumed=ckpt is not None)
         history = _History.resumed(out_dir, ckpt)
-        for restart in range(history.start_restart, config.restarts):
+        for restart in range(history.start_restart, config.model_selection.restarts):
             _play_restart(game, restart, history, ckpt if ckpt is not None and ckpt["restart"] == restart else None)
         run_dir.finish(out_dir)
     return out_dir
@@ -92,28 +92,28 @@ class _Game:
     @property
     def env_player(self) -> bool:
         """With one environment f_e sees a constant one-hot: L_i - L_e carries no signal, so f_e is not trained."""
-        return self.config.use_env_player and self.n_envs > 1
+        return self.config.game.use_env_player and self.n_envs > 1
 
     @property
     def schedule(self) -> list[str]:
-        return self.config.active_schedule() if self.env_player else [p for p in self.config.schedule if p != "fe"]
+        return self.config.game.active_schedule() if self.env_player else [p for p in self.config.game.schedule if p != "fe"]
 
 
 def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_dir: Path, *, resumed: bool) -> _Game:
     """Vocabulary, word vectors, data and environments of the run; writes the run files."""
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    device = choose_device(config.device)
+    if config.runtime.num_threads:
+        torch.set_num_threads(config.runtime.num_threads)
+    device = choose_device(config.runtime.device)
     labels = sorted({ex.label for ex in train})
     label_index = {lab: i for i, lab in enumerate(labels)}
-    vocab = Vocab.build(train, lowercase=config.lowercase, min_count=config.min_count, max_vocab=config.max_vocab, max_len=config.max_len)
+    vocab = Vocab.build(train, lowercase=config.data.lowercase, min_count=config.data.min_count, max_vocab=config.data.max_vocab, max_len=config.data.max_len)
     init, emb_info = initial_embeddings(config, vocab)
     train_data = prepare(train, vocab, label_index, config, None)
     dev_data = prepare(val, vocab, label_index, config, None)
     gold = [ex.rationale for ex in val] if any(ex.rationale is not None for ex in val) else None
 
     policy = resolve_policy(train, config)
-    if config.select_by == "invariance" and not places_unseen_examples(config, policy):
+    if config.experimental.select_by == "invariance" and not places_unseen_examples(config, policy):
         raise DataError(_NO_DEV_ENVS, field="select_by")
     if resumed:
         env_names = run_dir.read_env_names(out_dir)
@@ -123,7 +123,7 @@ def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_
             env_names = fit_reference_envs(train_data, len(vocab), len(labels), config, device, init)
     train_data.envs, env_order = index_environments(env_names)
     dev_data.envs = dev_environments(val, config, policy, env_order)
-    if config.select_by == "invariance" and dev_data.envs is None:
+    if config.experimental.select_by == "invariance" and dev_data.envs is None:
         raise DataError(_NO_DEV_ENVS, field="select_by")
     game = _Game(config, out_dir, device, len(vocab), len(labels), init, train_data, dev_data, gold, len(env_order))
     envs = {"policy": policy, "names": env_order, "counts": {e: env_names.count(e) for e in env_order},
@@ -152,7 +152,7 @@ class _History:
 def _play_restart(game: _Game, restart: int, history: _History, ckpt: dict | None) -> None:
     """One restart's epochs (from the checkpoint's next epoch when resuming it), each judged and committed."""
     config, out_dir = game.config, game.out_dir
-    seed_everything(config.seed + restart)
+    seed_everything(config.game.seed + restart)
     players = build_players(config, game.n_words, game.n_labels, game.n_envs, game.init).to(game.device)
     opts = optimizers(players, config)
     start_epoch, step = 0, 0
@@ -163,7 +163,7 @@ def _play_restart(game: _Game, restart: int, history: _History, ckpt: dict | Non
             run_dir.publish_selected(out_dir, players, best)  # a kill may have come before it was published
     players.train()
     weight = gap_weight(config, game.env_player)
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, config.game.epochs):
         record, step = _play_epoch(game, players, opts, restart, epoch, step)
         kept = judge(record, history.best, config, weight, warmup=record["warmup"])
         history.best = kept or history.best
@@ -175,7 +175,7 @@ def _play_restart(game: _Game, restart: int, history: _History, ckpt: dict | Non
         if kept:
             run_dir.publish_selected(out_dir, players, kept)
         run_dir.write_metrics(out_dir, history.metrics)
-        if config.progress:
+        if config.runtime.progress:
             tqdm.write(_progress_line(record))
 
 
@@ -187,19 +187,19 @@ def _play_epoch(
     config, device, data = game.config, game.device, game.train
     t0 = time.perf_counter()
     temp = temperature(config, epoch)
-    rng = random.Random((config.seed + restart) * 100003 + epoch)
+    rng = random.Random((config.game.seed + restart) * 100003 + epoch)
     order = list(range(len(data.labels)))
     rng.shuffle(order)
     sums: dict[str, list[float]] = {}
-    batches = range(math.ceil(len(data.labels) / config.batch_size))
-    bar = tqdm(batches, desc=f"restart {restart + 1}/{config.restarts} epoch {epoch + 1}/{config.epochs}",
-               disable=not config.progress, leave=False)
-    warmup = epoch < config.warmup_epochs
-    lambda_diff = diff_weight(config.lambda_diff if game.env_player else 0.0, epoch - config.warmup_epochs,
-                              config.diff_warmup_epochs)
+    batches = range(math.ceil(len(data.labels) / config.game.batch_size))
+    bar = tqdm(batches, desc=f"restart {restart + 1}/{config.model_selection.restarts} epoch {epoch + 1}/{config.game.epochs}",
+               disable=not config.runtime.progress, leave=False)
+    warmup = epoch < config.game.warmup_epochs
+    lambda_diff = diff_weight(config.game.lambda_diff if game.env_player else 0.0, epoch - config.game.warmup_epochs,
+                              config.experimental.diff_warmup_epochs)
     schedule = game.schedule
     for k in bar:
-        idx = order[k * config.batch_size : (k + 1) * config.batch_size]
+        idx = order[k * config.game.batch_size : (k + 1) * config.game.batch_size]
         if warmup:  # both predictors on every batch, on the whole document
             b = data.batch(idx).to(device)
             logs = player_step("fi", players, opts, b, config, device, temp, 0.0, warmup=True)
@@ -207,8 +207,8 @@ def _play_epoch(
                 logs.update(player_step("fe", players, opts, b, config, device, temp, 0.0, warmup=True))
         else:
             player = schedule[step % len(schedule)]
-            if player == "g" and config.generator_batch_size:  # the generator's own, larger batch
-                idx = rng.sample(order, min(len(order), config.generator_batch_size))
+            if player == "g" and config.experimental.generator_batch_size:  # the generator's own, larger batch
+                idx = rng.sample(order, min(len(order), config.experimental.generator_batch_size))
             b = data.batch(idx).to(device)
             logs = player_step(player, players, opts, b, config, device, temp, lambda_diff)
             step += 1

@@ -190,20 +190,20 @@ def build_players(
     if isinstance(init, ContextualWords):
         dim = init.embedding_dim
     else:
-        dim = init.shape[1] if init is not None else config.embedding_dim
+        dim = init.shape[1] if init is not None else config.players.embedding_dim
 
     def emb() -> WordFeatures:
-        return make_embedding(vocab_size, dim, init, freeze=config.freeze_embeddings)
+        return make_embedding(vocab_size, dim, init, freeze=config.players.freeze_embeddings)
 
-    fi = Predictor(emb(), config.hidden_dim, n_labels, 0, config.dropout)
+    fi = Predictor(emb(), config.players.hidden_dim, n_labels, 0, config.players.dropout)
     players = nn.ModuleDict(
         {
-            "g": Generator(fi.embedding if config.share_embeddings else emb(), config.hidden_dim, config.dropout, config.alpha),
+            "g": Generator(fi.embedding if config.players.share_embeddings else emb(), config.players.hidden_dim, config.players.dropout, config.game.alpha),
             "fi": fi,
-            "fe": Predictor(emb(), config.hidden_dim, n_labels, max(1, n_envs), config.dropout),
+            "fe": Predictor(emb(), config.players.hidden_dim, n_labels, max(1, n_envs), config.players.dropout),
         }
     )
-    if config.env_residual:  # a correction to f_i's logits that starts at none
+    if config.experimental.env_residual:  # a correction to f_i's logits that starts at none
         nn.init.zeros_(players["fe"].head.weight)
         nn.init.zeros_(players["fe"].head.bias)
     return players

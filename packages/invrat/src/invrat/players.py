@@ -26,7 +26,7 @@ def own_parameters(players: nn.ModuleDict, name: str) -> list[nn.Parameter]:
 def optimizers(players: nn.ModuleDict, config: InvRatConfig) -> dict[str, torch.optim.Optimizer]:
     """One Adam per player, over that player's own parameters."""
     return {
-        name: torch.optim.Adam(own_parameters(players, name), lr=config.lr, weight_decay=config.weight_decay)
+        name: torch.optim.Adam(own_parameters(players, name), lr=config.game.lr, weight_decay=config.game.weight_decay)
         for name in PLAYERS
     }
 
@@ -46,13 +46,13 @@ def player_step(
 
     ``warmup``: the predictors see the whole document (z = 1) and ``player`` must not be the generator.
     """
-    budget = config.alpha if config.train_selection == "top_alpha" else None
+    budget = config.game.alpha if config.experimental.train_selection == "top_alpha" else None
 
     def draw_mask() -> tuple[torch.Tensor, torch.Tensor]:
         logits = players["g"](b.ids, b.lengths).float()
-        return select(logits, b.doc_mask, train=True, gumbel=config.gumbel, temperature=temperature, top_alpha=budget)
+        return select(logits, b.doc_mask, train=True, gumbel=config.game.gumbel, temperature=temperature, top_alpha=budget)
 
-    with autocast(device, config.precision):
+    with autocast(device, config.runtime.precision):
         if warmup:
             z = b.doc_mask
         elif player == "g":
@@ -69,7 +69,7 @@ def player_step(
             logs["loss_i"] = float(loss_i.detach())
         if player == "fe" or (player == "g" and lambda_diff > 0):
             logits_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs).float()
-            if config.env_residual:
+            if config.experimental.env_residual:
                 if logits_i is None:  # f_e's own step trains the correction only (after f_e: dropout draws stay in order)
                     with torch.no_grad():
                         logits_i = players["fi"](b.ids, b.lengths, zin, b.real_mask).float()
@@ -82,11 +82,11 @@ def player_step(
                 loss_aware=loss_e if lambda_diff > 0 else loss_i.detach(),
                 z=z,
                 mask=b.doc_mask,
-                alpha=config.alpha,
+                alpha=config.game.alpha,
                 lambda_diff=lambda_diff,
-                lambda_sparsity=config.lambda_sparsity,
-                lambda_continuity=config.lambda_continuity,
-                penalty=config.penalty,
+                lambda_sparsity=config.game.lambda_sparsity,
+                lambda_continuity=config.game.lambda_continuity,
+                penalty=config.game.penalty,
                 rate_of=None if budget is None else probs,
             )
             loss = terms["total"]
@@ -96,6 +96,6 @@ def player_step(
     for opt in opts.values():
         opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(own_parameters(players, player), config.grad_clip)
+    torch.nn.utils.clip_grad_norm_(own_parameters(players, player), config.game.grad_clip)
     opts[player].step()
     return logs

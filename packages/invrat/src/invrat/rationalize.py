@@ -49,19 +49,19 @@ class Rationalizer:
             if selection not in SELECTIONS:
                 raise DataError(f"selection must be one of {', '.join(map(repr, SELECTIONS))}, got {selection!r}")
             self.config = self.config.model_copy(update={"selection": selection})
-        self.device = choose_device(device or self.config.device)
+        self.device = choose_device(device or self.config.runtime.device)
         self.players.to(self.device)
 
     @torch.no_grad()
     def __call__(self, examples: Sequence[Example], batch_size: int | None = None) -> list[Rationale]:
         cfg = self.config
-        encoded = [encode(ex, self.vocab, max_len=cfg.max_len, max_query_len=cfg.max_query_len) for ex in examples]
+        encoded = [encode(ex, self.vocab, max_len=cfg.data.max_len, max_query_len=cfg.data.max_query_len) for ex in examples]
         out: list[Rationale | None] = [None] * len(examples)
-        for idx in length_sorted_batches(encoded, batch_size or cfg.eval_batch_size):
+        for idx in length_sorted_batches(encoded, batch_size or cfg.runtime.eval_batch_size):
             b = collate([encoded[i] for i in idx]).to(self.device)
-            with autocast(self.device, cfg.precision):
+            with autocast(self.device, cfg.runtime.precision):
                 logits = self.players["g"](b.ids, b.lengths).float()
-                z, probs = inference_rationale(logits, b.doc_mask, selection=cfg.selection, alpha=cfg.alpha)
+                z, probs = inference_rationale(logits, b.doc_mask, selection=cfg.game.selection, alpha=cfg.game.alpha)
                 zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
                 label_probs = self.players["fi"](b.ids, b.lengths, zin, b.real_mask).float().softmax(-1)
             z, probs, label_probs = z.cpu(), probs.cpu(), label_probs.cpu()

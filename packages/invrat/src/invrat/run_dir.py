@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from invrat.config import InvRatConfig
+from invrat.trained_run import read_run_config
 from invrat.vocab import Vocab
 from rationale_commons.errors import DataError
 from rationale_commons.runtime import (
@@ -42,8 +43,7 @@ def is_finished(out_dir: Path, config: InvRatConfig) -> bool:
 
 
 def _asks_more_epochs(out_dir: Path, config: InvRatConfig) -> bool:
-    saved = read_json(out_dir / "config.json")
-    return config.epochs > saved.get("epochs", config.epochs)
+    return config.game.epochs > read_run_config(out_dir).game.epochs
 
 
 def check_run_dir(out_dir: Path, resume: bool, config: InvRatConfig) -> dict | None:
@@ -56,13 +56,12 @@ def check_run_dir(out_dir: Path, resume: bool, config: InvRatConfig) -> dict | N
         return None
     if not (out_dir / "config.json").is_file():
         raise DataError("not an invrat run dir (no config.json); cannot resume", path=out_dir)
-    # a field added since the run was written counts as its default
-    saved = json.loads(InvRatConfig().model_dump_json()) | read_json(out_dir / "config.json")
-    current = json.loads(config.model_dump_json())
+    # a field added since the run was written counts as its default; flat keys of older runs load too
+    saved, current = read_run_config(out_dir).flat(), config.flat()
     ignore = set(RUNTIME_ONLY)
-    if config.restarts == 1 and current["epochs"] >= saved.get("epochs", 0):
+    if config.model_selection.restarts == 1 and current["epochs"] >= saved["epochs"]:
         ignore.add("epochs")  # a single-restart run may be trained on for more epochs
-    diff = sorted(k for k in current if k not in ignore and saved.get(k) != current[k])
+    diff = sorted(k for k in current if k not in ignore and saved[k] != current[k])
     if diff:
         raise DataError(f"--resume with a different config (fields {diff}); use the run's own config.json", path=out_dir)
     ckpt = out_dir / "checkpoint.pt"

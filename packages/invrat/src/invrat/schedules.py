@@ -7,7 +7,7 @@ from invrat.config import InvRatConfig
 
 def temperature(config: InvRatConfig, epoch: int) -> float:
     """The generator's noise temperature: exponential decay per epoch, floored."""
-    return max(config.min_temperature, config.temperature * config.temperature_decay**epoch)
+    return max(config.game.min_temperature, config.game.temperature * config.game.temperature_decay**epoch)
 
 
 def diff_weight(lambda_diff: float, game_epoch: int, ramp_epochs: int) -> float:

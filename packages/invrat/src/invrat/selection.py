@@ -20,24 +20,24 @@ def gap_weight(config: InvRatConfig, env_player: bool) -> float:
     """The weight of the dev environment gap in the dev objective (0 with the env player off: no env information)."""
     if not env_player:
         return 0.0
-    return config.lambda_diff if config.selection_lambda is None else config.selection_lambda
+    return config.game.lambda_diff if config.experimental.selection_lambda is None else config.experimental.selection_lambda
 
 
 def judge(record: dict, best: dict | None, config: InvRatConfig, weight: float, *, warmup: bool) -> dict | None:
     """Add the epoch's ``dev_objective`` (where dev envs exist) and ``eligible`` to ``record``;
     the record to keep when it beats ``best``, else None."""
-    objective = dev_objective(record, weight, config.selection_gap_slack)
+    objective = dev_objective(record, weight, config.experimental.selection_gap_slack)
     if objective is not None:
         record["dev_objective"] = objective
     record["eligible"] = not warmup and eligible(record, config)
-    if best is None or selection_key(record, config.select_by) > selection_key(best, config.select_by):
+    if best is None or selection_key(record, config.experimental.select_by) > selection_key(best, config.experimental.select_by):
         return {k: record[k] for k in KEPT_FIELDS if k in record}
     return None
 
 
 def eligible(metrics: dict[str, float], config: InvRatConfig) -> bool:
-    tol = config.selection_tolerance
-    return tol is None or abs(metrics["dev_selection_rate"] - config.alpha) <= tol
+    tol = config.model_selection.selection_tolerance
+    return tol is None or abs(metrics["dev_selection_rate"] - config.game.alpha) <= tol
 
 
 def selection_key(record: dict, select_by: str = "accuracy") -> tuple[bool, float, float]:

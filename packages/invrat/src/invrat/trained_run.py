@@ -69,7 +69,7 @@ def _load_players(path: Path, config: InvRatConfig, vocab: Vocab, n_labels: int)
         raise DataError(f"not invrat players (no tensor {exc})", path=path) from None
     cfg = config.model_copy(update={"embedding_dim": dim})
     # a table's vectors are in the state; a frozen encoder is not saved and comes from its package
-    words = initial_embeddings(cfg, vocab)[0] if cfg.embedding == "minilm" else None
+    words = initial_embeddings(cfg, vocab)[0] if cfg.players.embedding == "minilm" else None
     players = build_players(cfg, len(vocab), n_labels, n_envs, words)
     try:
         players.load_state_dict(state)

@@ -91,7 +91,11 @@ def cci_rationale_examples(session: Session, task_name: str, split: str) -> tupl
     kind = source_kind(task.config.rationales)
     main = session.accelerator.is_main_process
     if kind == INVRAT:
-        invrat_options = {**(session.config.invrat or {}), **(task.config.invrat or {})}
+        from invrat import (
+            merge_settings,  # invrat is imported only when a task asks for its rationales
+        )
+
+        invrat_options = merge_settings(session.config.invrat or {}, task.config.invrat or {})
         examples, info = invrat_rationales(task, split, session.out_dir, invrat_options,
                                            seed=session.config.data_seed, main_process=main)
         session.accelerator.wait_for_everyone()
