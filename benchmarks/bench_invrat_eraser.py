@@ -90,8 +90,8 @@ def main() -> None:
     if args.epochs:
         overrides["epochs"] = args.epochs
     config = load_config(args.config, **overrides)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    if config.runtime.num_threads:
+        torch.set_num_threads(config.runtime.num_threads)
     splits = load_data(str(args.data))
     task = splits.name or args.data.name
     start = time.perf_counter()
@@ -103,7 +103,7 @@ def main() -> None:
     rationalize_seconds = time.perf_counter() - start
     gold = examples_to_annotations(splits.test)
     scores = summary(score_results(to_results(rationales["test"]), gold))
-    chance = chance_scores(rationales["test"], gold, config.max_len)
+    chance = chance_scores(rationales["test"], gold, config.data.max_len)
     written = {}
     if args.annotations:
         for split in ("train", "val", "test"):  # the test rationales are the ones just scored
@@ -126,7 +126,7 @@ def main() -> None:
         "rationalize_seconds": round(rationalize_seconds, 1),
         "annotation_files": written or None,
         "reference": ERASER_TABLE3_MOVIES if task == "movies" else None,
-        "machine": machine_info(choose_device(config.device)),
+        "machine": machine_info(choose_device(config.runtime.device)),
     }
     out = args.json or result_path("invrat_eraser", task)
     write_json_atomic(out, result)

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from invrat import load_config
+from invrat.data import Prepared, length_sorted_batches, prepare
 from invrat.embeddings import initial_embeddings
 from invrat.encoder import ContextualWords
-from invrat.game import Prepared, length_sorted_batches, prepare
 from invrat.model import Predictor, make_embedding
 from invrat.vocab import Encoded, Vocab
 from rationale_commons.loaders import load_data
@@ -93,48 +93,48 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(args.config, progress=False, **dict(args.set))
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    if config.runtime.num_threads:
+        torch.set_num_threads(config.runtime.num_threads)
     splits = load_data(str(args.data))
     task = splits.name or args.data.name
     train, val, test = list(splits.train), list(splits.val), list(splits.test)
-    vocab = Vocab.build(train, lowercase=config.lowercase, min_count=config.min_count, max_vocab=config.max_vocab,
-                        max_len=config.max_len)
+    vocab = Vocab.build(train, lowercase=config.data.lowercase, min_count=config.data.min_count, max_vocab=config.data.max_vocab,
+                        max_len=config.data.max_len)
     labels = sorted({ex.label for ex in train})
     index = {label: i for i, label in enumerate(labels)}
     data = [prepare(split, vocab, index, config, None) for split in (train, val, test)]
     init, _ = initial_embeddings(config, vocab)
-    device = choose_device(config.device)
+    device = choose_device(config.runtime.device)
     start = time.perf_counter()
     if isinstance(init, ContextualWords):
-        with autocast(device, config.precision):
-            init = occurrence_table(init.to(device), data, config.eval_batch_size, device)
+        with autocast(device, config.runtime.precision):
+            init = occurrence_table(init.to(device), data, config.runtime.eval_batch_size, device)
     feature_seconds = time.perf_counter() - start
 
-    seed_everything(config.seed)
-    dim = init.shape[1] if init is not None else config.embedding_dim
+    seed_everything(config.game.seed)
+    dim = init.shape[1] if init is not None else config.players.embedding_dim
     rows = init.shape[0] if init is not None else len(vocab)
-    fi = Predictor(make_embedding(rows, dim, init, freeze=config.freeze_embeddings), config.hidden_dim, len(labels), 0,
-                   config.dropout).to(device)
+    fi = Predictor(make_embedding(rows, dim, init, freeze=config.players.freeze_embeddings), config.players.hidden_dim, len(labels), 0,
+                   config.players.dropout).to(device)
     params = [p for p in fi.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.Adam(params, lr=config.game.lr, weight_decay=config.game.weight_decay)
     epochs, best, best_state = [], None, None
     for epoch in range(args.epochs):
         start = time.perf_counter()
         order = list(range(len(data[0].labels)))
-        random.Random(config.seed * 100003 + epoch).shuffle(order)
+        random.Random(config.game.seed * 100003 + epoch).shuffle(order)
         losses = []
-        for k in range(0, len(order), config.batch_size):
-            b = data[0].batch(order[k : k + config.batch_size]).to(device)
-            with autocast(device, config.precision):
+        for k in range(0, len(order), config.game.batch_size):
+            b = data[0].batch(order[k : k + config.game.batch_size]).to(device)
+            with autocast(device, config.runtime.precision):
                 logits = fi(b.ids, b.lengths, b.real_mask, b.real_mask)
             loss = F.cross_entropy(logits.float(), b.labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, config.game.grad_clip)
             opt.step()
             losses.append(float(loss.detach()))
-        preds, dev_loss = evaluate(fi, data[1], config.eval_batch_size, device, config.precision)
+        preds, dev_loss = evaluate(fi, data[1], config.runtime.eval_batch_size, device, config.runtime.precision)
         record = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "dev_loss": dev_loss,
                   "dev_acc": sum(p == y for p, y in zip(preds, data[1].labels, strict=True)) / len(preds),
                   "seconds": round(time.perf_counter() - start, 1)}
@@ -143,7 +143,7 @@ def main() -> None:
         if best is None or (record["dev_acc"], -dev_loss) > (best["dev_acc"], -best["dev_loss"]):
             best, best_state = record, {k: v.clone() for k, v in fi.state_dict().items()}
     fi.load_state_dict(best_state)
-    preds, _ = evaluate(fi, data[2], config.eval_batch_size, device, config.precision)
+    preds, _ = evaluate(fi, data[2], config.runtime.eval_batch_size, device, config.runtime.precision)
     report = classification_report([ex.label for ex in test], [labels[p] for p in preds])
     result = {
         "benchmark": f"label ceiling of InvRat's f_i on {task}: whole documents (first max_len words), no rationale",
@@ -156,9 +156,9 @@ def main() -> None:
         "feature_seconds": round(feature_seconds, 1),
         "machine": machine_info(device),
     }
-    out = args.json or result_path("invrat_label_ceiling", f"{task}_{config.embedding}")
+    out = args.json or result_path("invrat_label_ceiling", f"{task}_{config.players.embedding}")
     write_json_atomic(out, result)
-    print(f"{task}, {config.embedding}: kept epoch {best['epoch']} (dev acc {best['dev_acc']:.3f}); "
+    print(f"{task}, {config.players.embedding}: kept epoch {best['epoch']} (dev acc {best['dev_acc']:.3f}); "
           f"test accuracy {report['accuracy']:.3f}, macro F1 {report['macro avg']['f1-score']:.3f} -> {out}")
 
 

@@ -13,8 +13,12 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import invrat.game as game
-from invrat import InvRatConfig, rationalize, to_annotations, train_invrat
+import invrat.players as players_module
+import invrat.run_dir as run_dir_module
+from invrat import InvRatConfig, dev_metrics, rationalize, selection, to_annotations, train_invrat
 from invrat.cli import app
+from invrat.data import prepare
+from invrat.model import build_players
 from invrat.vocab import Vocab
 from rationale_commons.eraser_io import write_eraser
 from rationale_commons.errors import DataError
@@ -66,7 +70,7 @@ def test_train_rationalize_evaluate_show(tiny: dict[str, Path]) -> None:
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [m["epoch"] for m in metrics] == [0, 1]
-    assert json.loads((run_dir / "config.json").read_text())["hidden_dim"] == 8
+    assert json.loads((run_dir / "config.json").read_text())["players"]["hidden_dim"] == 8
 
     code, out, err = run("rationalize", run_dir, data, "--split", "test", "--out", root / "ann.jsonl")
     assert code == 0, err
@@ -132,17 +136,17 @@ def test_fixed_budget_training_selects_alpha_of_every_document(tmp_path: Path, m
     config = InvRatConfig(hidden_dim=8, embedding_dim=8, epochs=2, warmup_epochs=1, restarts=1, alpha=0.2,
                           train_selection="top_alpha", selection="top_alpha", progress=False, num_threads=1, device="cpu")
     drawn: list[list[float]] = []
-    real_select = game.select
+    real_select = players_module.select
 
     def recording_select(*args, **kwargs):
         z, probs = real_select(*args, **kwargs)
         drawn.append(z.detach().sum(dim=1).tolist())
         return z, probs
 
-    monkeypatch.setattr(game, "select", recording_select)
+    monkeypatch.setattr(players_module, "select", recording_select)
     run_dir = train_invrat(splits, config, tmp_path / "run")
     assert drawn and all(k == 2.0 for row in drawn for k in row)  # ceil(0.2 * 10) = 2 of 10 words
-    assert json.loads((run_dir / "config.json").read_text())["train_selection"] == "top_alpha"
+    assert json.loads((run_dir / "config.json").read_text())["experimental"]["train_selection"] == "top_alpha"
 
 
 def test_generator_steps_draw_their_own_batch_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,13 +155,13 @@ def test_generator_steps_draw_their_own_batch_size(tmp_path: Path, monkeypatch: 
     config = InvRatConfig(hidden_dim=8, embedding_dim=8, epochs=2, warmup_epochs=1, restarts=1, batch_size=8,
                           generator_batch_size=24, schedule=["g", "fi", "fe"], progress=False, num_threads=1, device="cpu")
     seen: dict[str, set[int]] = {}
-    real_step = game._player_step
+    real_step = game.player_step
 
     def recording_step(player, players, opts, b, *args, **kwargs):
         seen.setdefault(player, set()).add(int(b.ids.shape[0]))
         return real_step(player, players, opts, b, *args, **kwargs)
 
-    monkeypatch.setattr(game, "_player_step", recording_step)
+    monkeypatch.setattr(game, "player_step", recording_step)
     train_invrat(splits, config, tmp_path / "run")
     assert seen["g"] == {24} and seen["fi"] == seen["fe"] == {8}
 
@@ -168,12 +172,12 @@ def test_residual_env_predictor_starts_at_f_i_and_learns_a_correction(tmp_path: 
     config = InvRatConfig(hidden_dim=8, embedding_dim=8, epochs=2, warmup_epochs=1, restarts=1, batch_size=8,
                           env_residual=True, select_by="invariance", progress=False, num_threads=1, device="cpu")
     vocab = Vocab.build(list(splits.train))
-    players = game.build_players(config, len(vocab), 2, 2, None)
+    players = build_players(config, len(vocab), 2, 2, None)
     assert players["fe"].head.weight.abs().sum() == 0 and players["fe"].head.bias.abs().sum() == 0
     index = {"negative": 0, "positive": 1}
     envs = sorted({ex.env for ex in splits.val})
-    data = game.prepare(list(splits.val), vocab, index, config, [envs.index(ex.env) for ex in splits.val])
-    first = game.evaluate_players(players, data, config, "cpu")
+    data = prepare(list(splits.val), vocab, index, config, [envs.index(ex.env) for ex in splits.val])
+    first = dev_metrics.evaluate_players(players, data, config, "cpu")
     assert first["dev_loss_e"] == pytest.approx(first["dev_loss"], abs=1e-6)
     last = json.loads((train_invrat(splits, config, tmp_path / "run") / "metrics.json").read_text())[-1]
     assert last["dev_loss_e"] != pytest.approx(last["dev_loss"], abs=1e-6)  # the correction was trained
@@ -185,7 +189,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny: dict[str, Path], monk
                        progress=False, num_threads=1)
     full = train_invrat(splits, cfg, tiny["root"] / "full")
 
-    real_save = game._atomic_torch_save
+    real_save = run_dir_module.atomic_torch_save
     calls = {"n": 0}
 
     def killed_after_two(obj: object, path: Path) -> None:
@@ -194,10 +198,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny: dict[str, Path], monk
         if calls["n"] == 4:  # restart 1, epoch 0 written: the process dies here
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(game, "_atomic_torch_save", killed_after_two)
+    monkeypatch.setattr(run_dir_module, "atomic_torch_save", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         train_invrat(splits, cfg, tiny["root"] / "killed")
-    monkeypatch.setattr(game, "_atomic_torch_save", real_save)
+    monkeypatch.setattr(run_dir_module, "atomic_torch_save", real_save)
     assert not (tiny["root"] / "killed" / "DONE").exists()
     # metrics.json follows the checkpoint: the 4th epoch is in checkpoint.pt, not yet in metrics.json
     assert len(json.loads((tiny["root"] / "killed" / "metrics.json").read_text())) == 3
@@ -262,7 +266,7 @@ def test_resume_with_more_epochs_trains_a_finished_run_on(tiny: dict[str, Path])
     longer = train_invrat(splits, cfg, short, resume=True)
     key = lambda ms: [(m["epoch"], m["dev_acc"], round(m["dev_selection_rate"], 6)) for m in ms]  # noqa: E731
     assert key(json.loads((longer / "metrics.json").read_text())) == key(json.loads((full / "metrics.json").read_text()))
-    assert json.loads((longer / "config.json").read_text())["epochs"] == 3 and (longer / "DONE").is_file()
+    assert json.loads((longer / "config.json").read_text())["game"]["epochs"] == 3 and (longer / "DONE").is_file()
     # several restarts: the earlier ones would not get the new epochs, so it is refused
     multi = train_invrat(splits, cfg.model_copy(update={"restarts": 2, "epochs": 2}), tiny["root"] / "grow-multi")
     with pytest.raises(DataError, match="epochs"):
@@ -273,10 +277,10 @@ def test_resume_with_more_epochs_trains_a_finished_run_on(tiny: dict[str, Path])
 def test_model_selection_breaks_accuracy_ties_on_dev_loss() -> None:
     first = {"eligible": True, "dev_acc": 0.8, "dev_loss": 0.6}
     later = {"eligible": True, "dev_acc": 0.8, "dev_loss": 0.5}
-    assert game._selection_key(later) > game._selection_key(first)
-    assert game._selection_key({"eligible": True, "dev_acc": 0.81, "dev_loss": 0.9}) > game._selection_key(later)
-    assert game._selection_key({"eligible": False, "dev_acc": 1.0, "dev_loss": 0.0}) < game._selection_key(first)
-    assert game._selection_key({"eligible": True, "dev_acc": 0.8}) < game._selection_key(first)  # a run from before dev_loss
+    assert selection.selection_key(later) > selection.selection_key(first)
+    assert selection.selection_key({"eligible": True, "dev_acc": 0.81, "dev_loss": 0.9}) > selection.selection_key(later)
+    assert selection.selection_key({"eligible": False, "dev_acc": 1.0, "dev_loss": 0.0}) < selection.selection_key(first)
+    assert selection.selection_key({"eligible": True, "dev_acc": 0.8}) < selection.selection_key(first)  # a run from before dev_loss
 
 
 def test_invariance_selection_charges_the_dev_environment_gap() -> None:
@@ -284,12 +288,12 @@ def test_invariance_selection_charges_the_dev_environment_gap() -> None:
     spurious = {"eligible": True, "dev_acc": 0.80, "dev_loss": 0.43, "dev_loss_by_env": [0.27, 0.59]}
     invariant = {"eligible": True, "dev_acc": 0.75, "dev_loss": 0.57, "dev_loss_by_env": [0.565, 0.58]}
     for record in (spurious, invariant):
-        record["dev_objective"] = game._dev_objective(record, 5.0)
+        record["dev_objective"] = selection.dev_objective(record, 5.0)
     assert invariant["dev_objective"] == pytest.approx(0.57 + 5 * 0.015)
-    assert game._selection_key(spurious) > game._selection_key(invariant)  # the paper's accuracy
-    assert game._selection_key(invariant, "invariance") > game._selection_key(spurious, "invariance")
-    assert game._dev_objective({"dev_loss": 0.5}, 5.0) is None
-    assert game._selection_key({"eligible": False, "dev_acc": 1.0, "dev_objective": 0.0}, "invariance") < game._selection_key(
+    assert selection.selection_key(spurious) > selection.selection_key(invariant)  # the paper's accuracy
+    assert selection.selection_key(invariant, "invariance") > selection.selection_key(spurious, "invariance")
+    assert selection.dev_objective({"dev_loss": 0.5}, 5.0) is None
+    assert selection.selection_key({"eligible": False, "dev_acc": 1.0, "dev_objective": 0.0}, "invariance") < selection.selection_key(
         invariant, "invariance")
 
 
@@ -301,13 +305,13 @@ def test_invariance_selection_can_forgive_the_gap_chance_explains() -> None:
     leaning = {"eligible": True, "dev_loss": 0.490, "dev_loss_by_env": [0.487, 0.493], "dev_loss_se_by_env": se}
     for slack, winner in ((0.0, leaning), (1.0, invariant)):
         for record in (invariant, leaning):
-            record["dev_objective"] = game._dev_objective(record, 1.0, slack)
+            record["dev_objective"] = selection.dev_objective(record, 1.0, slack)
         loser = leaning if winner is invariant else invariant
-        assert game._selection_key(winner, "invariance") > game._selection_key(loser, "invariance")
+        assert selection.selection_key(winner, "invariance") > selection.selection_key(loser, "invariance")
     assert invariant["dev_objective"] == pytest.approx(0.482 + 0.030 - math.hypot(*se))
     assert leaning["dev_objective"] == pytest.approx(0.490)  # a gap within its noise costs nothing
     old = {"dev_loss": 0.482, "dev_loss_by_env": [0.497, 0.467]}  # a run from before the SE was logged: raw gap
-    assert game._dev_objective(old, 1.0, 1.0) == pytest.approx(0.482 + 0.030)
+    assert selection.dev_objective(old, 1.0, 1.0) == pytest.approx(0.482 + 0.030)
 
 
 def test_dev_environment_losses_carry_their_standard_errors() -> None:
@@ -315,12 +319,12 @@ def test_dev_environment_losses_carry_their_standard_errors() -> None:
     config = InvRatConfig(hidden_dim=6, embedding_dim=6, progress=False, num_threads=1, device="cpu")
     vocab = Vocab.build(list(splits.train))
     torch.manual_seed(0)
-    players = game.build_players(config, len(vocab), 2, 2, None)
+    players = build_players(config, len(vocab), 2, 2, None)
     val, index = list(splits.val), {"negative": 0, "positive": 1}
     names = sorted({ex.env for ex in val})
     envs = [names.index(ex.env) for ex in val]
-    whole = game.evaluate_players(players, game.prepare(val, vocab, index, config, envs), config, "cpu")
-    single = [game.evaluate_players(players, game.prepare([ex], vocab, index, config, [env]), config, "cpu")["dev_loss"]
+    whole = dev_metrics.evaluate_players(players, prepare(val, vocab, index, config, envs), config, "cpu")
+    single = [dev_metrics.evaluate_players(players, prepare([ex], vocab, index, config, [env]), config, "cpu")["dev_loss"]
               for ex, env in zip(val, envs, strict=True)]
     for k in range(2):
         losses = np.array([loss for loss, env in zip(single, envs, strict=True) if env == k])
@@ -336,14 +340,14 @@ def test_invariance_selection_trains_and_logs_environment_losses(tmp_path: Path)
     run_dir = train_invrat(splits, cfg, tmp_path / "run")
     game_epoch = json.loads((run_dir / "metrics.json").read_text())[-1]
     assert len(game_epoch["dev_loss_by_env"]) == 2 and game_epoch["dev_loss_e"] > 0
-    assert game_epoch["dev_objective"] == pytest.approx(game._dev_objective(game_epoch, cfg.lambda_diff))
+    assert game_epoch["dev_objective"] == pytest.approx(selection.dev_objective(game_epoch, cfg.game.lambda_diff))
     assert "dev_objective" in json.loads((run_dir / "selection.json").read_text())
     # the gap's weight in selection can differ from the game's lambda_diff, and the gap can forgive its own noise
     weighed = json.loads((train_invrat(splits, cfg.model_copy(update={"selection_lambda": 1.0, "selection_gap_slack": 1.0}),
                                        tmp_path / "weighed") / "metrics.json").read_text())[-1]
-    assert weighed["dev_objective"] == pytest.approx(game._dev_objective(weighed, 1.0, 1.0))
-    assert weighed["dev_objective"] != pytest.approx(game._dev_objective(weighed, 1.0))
-    assert cfg.lambda_diff != 1.0 and weighed["dev_loss_by_env"][0] != weighed["dev_loss_by_env"][1]
+    assert weighed["dev_objective"] == pytest.approx(selection.dev_objective(weighed, 1.0, 1.0))
+    assert weighed["dev_objective"] != pytest.approx(selection.dev_objective(weighed, 1.0))
+    assert cfg.game.lambda_diff != 1.0 and weighed["dev_loss_by_env"][0] != weighed["dev_loss_by_env"][1]
     # the plain RNP reads no environment information: its criterion is the dev loss of f_i
     rnp_epoch = json.loads((train_invrat(splits, cfg.model_copy(update={"use_env_player": False}), tmp_path / "rnp")
                             / "metrics.json").read_text())[-1]
@@ -357,14 +361,15 @@ def test_invariance_selection_trains_and_logs_environment_losses(tmp_path: Path)
     assert not (tmp_path / "single" / "metrics.json").exists()
 
 
-def test_resume_accepts_a_run_written_before_a_config_field_existed(tiny: dict[str, Path]) -> None:
+def test_resume_accepts_a_flat_run_config_written_before_a_config_field_existed(tiny: dict[str, Path]) -> None:
     splits = make_task("sentiment", seed=0, n_train=32, n_val=8, n_test=4)
     cfg = InvRatConfig(hidden_dim=6, embedding_dim=6, epochs=2, warmup_epochs=1, restarts=1, batch_size=16,
                        progress=False, num_threads=1)
     run_dir = train_invrat(splits, cfg.model_copy(update={"epochs": 1}), tiny["root"] / "old-run")
-    saved = json.loads((run_dir / "config.json").read_text())
-    del saved["select_by"]  # as a run written before the field was added
+    saved = InvRatConfig.model_validate_json((run_dir / "config.json").read_text()).flat()
+    del saved["select_by"]  # as a run written before the config had sections and before the field was added
     (run_dir / "config.json").write_text(json.dumps(saved))
+    assert rationalize(run_dir, splits.test)  # an old run rationalizes
     assert train_invrat(splits, cfg, run_dir, resume=True) == run_dir
     assert len(json.loads((run_dir / "metrics.json").read_text())) == 2
     with pytest.raises(DataError, match="select_by"):  # but a different value is still refused

@@ -15,8 +15,7 @@ from transformers import BertConfig, BertModel, BertTokenizer
 import invrat.encoder as encoder_module
 from invrat import InvRatConfig, Rationalizer, train_invrat
 from invrat.encoder import PIECES_PER_WORD, ContextualWords, piece_table
-from invrat.game import build_players
-from invrat.model import Predictor
+from invrat.model import Predictor, build_players
 from invrat.vocab import PAD_ID, SEP_ID, UNK_ID, Vocab
 from rationale_commons.synthetic import make_task
 

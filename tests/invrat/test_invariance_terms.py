@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from invrat.config import InvRatConfig
-from invrat.game import _optimizers, _player_step, build_players
-from invrat.model import predictor_input_mask, select
+from invrat.model import build_players, predictor_input_mask, select
+from invrat.players import optimizers, player_step
 from invrat.vocab import Encoded, collate
 
 VOCAB, LABELS, ENVS = 30, 2, 2
@@ -38,7 +38,7 @@ def _batch():
 def _generator_grad(players, config, batch, lambda_diff: float) -> torch.Tensor:
     players = copy.deepcopy(players)
     torch.manual_seed(1)  # the same Gumbel draw for every lambda
-    _player_step("g", players, _optimizers(players, config), batch, config, "cpu", 1.0, lambda_diff)
+    player_step("g", players, optimizers(players, config), batch, config, "cpu", 1.0, lambda_diff)
     return torch.cat([p.grad.flatten() for p in players["g"].parameters() if p.grad is not None])
 
 
@@ -46,13 +46,13 @@ def _grad_of_difference(players, config, batch) -> torch.Tensor:
     """grad_g (L_i - L_e), computed here from the players, independent of the game code."""
     players = copy.deepcopy(players)
     torch.manual_seed(1)
-    budget = config.alpha if config.train_selection == "top_alpha" else None
+    budget = config.game.alpha if config.experimental.train_selection == "top_alpha" else None
     logits = players["g"](batch.ids, batch.lengths).float()
-    z, _ = select(logits, batch.doc_mask, train=True, gumbel=config.gumbel, temperature=1.0, top_alpha=budget)
+    z, _ = select(logits, batch.doc_mask, train=True, gumbel=config.game.gumbel, temperature=1.0, top_alpha=budget)
     zin = predictor_input_mask(z, batch.doc_mask, batch.real_mask)
     logits_i = players["fi"](batch.ids, batch.lengths, zin, batch.real_mask).float()
     logits_e = players["fe"](batch.ids, batch.lengths, zin, batch.real_mask, batch.envs).float()
-    if config.env_residual:
+    if config.experimental.env_residual:
         logits_e = logits_e + logits_i
     diff = F.cross_entropy(logits_i, batch.labels) - F.cross_entropy(logits_e, batch.labels)
     params = [p for p in players["g"].parameters() if p.requires_grad]

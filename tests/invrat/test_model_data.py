@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from invrat.config import InvRatConfig
@@ -12,7 +13,7 @@ from invrat.environments import (
     resolve_policy,
     rule_environments,
 )
-from invrat.game import build_players
+from invrat.model import build_players
 from invrat.vocab import SEP_ID, Vocab, collate, encode
 from rationale_commons.records import Example
 
@@ -96,3 +97,29 @@ def test_bigru_outputs_ignore_padding() -> None:
     alone = gru(seq, torch.tensor([3]))
     padded = gru(torch.cat([seq, torch.randn(1, 2, 3)], dim=1), torch.tensor([3]))
     assert torch.allclose(alone, padded[:, :3], atol=1e-6)
+
+
+def test_flat_keys_load_into_their_sections() -> None:
+    """Flat keys (older TOML files, --set, [invrat] of rational_lamol, old run dirs' config.json) give the
+    same config as sections; a key given both ways or an unknown key is an error naming it."""
+    from pydantic import ValidationError
+
+    from invrat.config import FLAT_KEYS, load_config, merge_settings
+
+    flat = {"epochs": 3, "environments": "rule", "env_rule": "length", "hidden_dim": 8, "select_by": "invariance",
+            "selection": "top_alpha", "restarts": 1, "progress": False}
+    nested = {"game": {"epochs": 3, "selection": "top_alpha"}, "environments": {"policy": "rule", "env_rule": "length"},
+              "players": {"hidden_dim": 8}, "experimental": {"select_by": "invariance"},
+              "model_selection": {"restarts": 1}, "runtime": {"progress": False}}
+    assert InvRatConfig(**flat) == InvRatConfig.model_validate(nested) == InvRatConfig.model_validate({**nested, "max_len": 400})
+    cfg = InvRatConfig.model_validate(nested)
+    assert cfg.flat() == {**InvRatConfig().flat(), **flat}
+    assert InvRatConfig.model_validate(cfg.flat()) == cfg  # an old run dir's flat config.json
+    assert len(FLAT_KEYS) == len(cfg.flat()) == 50
+    assert cfg.model_copy(update={"epochs": 5}).game.epochs == 5 and cfg.model_copy(update={"epochs": 5}).players.hidden_dim == 8
+    assert merge_settings(nested, {"epochs": 4})["game"] == {"epochs": 4, "selection": "top_alpha"}
+    with pytest.raises(ValidationError, match="bogus"):
+        InvRatConfig(bogus=1)
+    with pytest.raises(ValidationError, match="given twice"):
+        InvRatConfig.model_validate({"epochs": 2, "game": {"epochs": 3}})
+    assert load_config(None, epochs=7, environments="single").environments.policy == "single"

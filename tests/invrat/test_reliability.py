@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import invrat.game as game
+import invrat.run_dir as run_dir_module
 from invrat.cli import app
 from rationale_commons.eraser_io import write_eraser
 from rationale_commons.synthetic import make_task
@@ -149,9 +149,9 @@ def test_a_full_disk_mid_checkpoint_loses_nothing_and_resumes(tiny: dict[str, Pa
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(obj, path, *args, **kwargs)
 
-    monkeypatch.setattr(game.torch, "save", fills_the_disk)
+    monkeypatch.setattr(run_dir_module.torch, "save", fills_the_disk)
     assert "checkpoint.pt: No space left on device" in one_line_error("train", tiny["data"], "--out", out, "--config", tiny["config"])
-    monkeypatch.setattr(game.torch, "save", real_save)
+    monkeypatch.setattr(run_dir_module.torch, "save", real_save)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 0  # the first epoch is intact
     assert not list(out.glob(".*.tmp-*"))
     code, _, err = invoke("train", tiny["data"], "--out", out, "--config", tiny["config"], "--resume")
@@ -194,5 +194,5 @@ def test_a_checkpoint_from_before_it_held_the_records_cuts_metrics_at_its_epoch(
     records = [{"restart": 0, "epoch": e, "dev_acc": e / 10} for e in range(3)]
     (tmp_path / "metrics.json").write_text(json.dumps(records), encoding="utf-8")
     # killed after metrics.json had epoch 2 but before checkpoint.pt did: epoch 2 is redone, recorded once
-    assert game._metrics_at_checkpoint(tmp_path, {"restart": 0, "epoch": 1}) == records[:2]
-    assert game._metrics_at_checkpoint(tmp_path, {"restart": 0, "epoch": 1, "metrics": records[:1]}) == records[:1]
+    assert run_dir_module.metrics_at_checkpoint(tmp_path, {"restart": 0, "epoch": 1}) == records[:2]
+    assert run_dir_module.metrics_at_checkpoint(tmp_path, {"restart": 0, "epoch": 1, "metrics": records[:1]}) == records[:1]

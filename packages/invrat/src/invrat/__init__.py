@@ -2,7 +2,8 @@
 
 Stable library API (Rational LAMOL calls these):
 
-- :class:`InvRatConfig` / :func:`load_config` — every training knob (pydantic, ``extra="forbid"``).
+- :class:`InvRatConfig` / :func:`load_config` — every training knob, in sections (pydantic,
+  ``extra="forbid"``; flat keys of older configs still load); :func:`merge_settings` layers settings.
 - :func:`train_invrat(splits, config, out_dir, *, resume=False) -> Path` — train on ``splits.train``
   (``splits.val`` selects the model) and write a run dir; returns it.
 - :func:`rationalize(run_dir, examples, batch_size=None) -> list[Rationale]` — per example: a 0/1
@@ -15,7 +16,7 @@ Stable library API (Rational LAMOL calls these):
 Nothing is imported from ``rational_lamol``; importing this package starts no work.
 """
 
-from invrat.config import InvRatConfig, load_config
+from invrat.config import InvRatConfig, load_config, merge_settings
 from invrat.evaluate import evaluate_file
 from invrat.game import train_invrat
 from invrat.rationalize import Rationale, Rationalizer, rationalize, to_annotations, to_results
@@ -26,6 +27,7 @@ __all__ = [
     "Rationalizer",
     "evaluate_file",
     "load_config",
+    "merge_settings",
     "rationalize",
     "to_annotations",
     "to_results",

@@ -108,8 +108,8 @@ def train(
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of InvRatConfig fields.")] = None,
     columns: ColumnMapping | None = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last finished epoch; with a larger --epochs, train a finished single-restart run on.")] = False,
-    epochs: Annotated[int | None, typer.Option(help="Override config.epochs.")] = None,
-    restarts: Annotated[int | None, typer.Option(help="Override config.restarts.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override config.game.epochs.")] = None,
+    restarts: Annotated[int | None, typer.Option(help="Override config.model_selection.restarts.")] = None,
     environments: Annotated[str | None, typer.Option(help="auto | column | single | rule | infer.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
@@ -121,7 +121,7 @@ def train(
 
     cfg = load_config(config, epochs=epochs, restarts=restarts, environments=environments, device=device,
                       progress=False if quiet else None)
-    if columns is not None and columns.env and cfg.environments == "auto":
+    if columns is not None and columns.env and cfg.environments.policy == "auto":
         cfg = cfg.model_copy(update={"environments": "column"})
     splits = load_data(data, columns)
     run_dir = train_invrat(splits, cfg, out, resume=resume)
@@ -129,7 +129,7 @@ def train(
     typer.echo(
         f"run dir {run_dir}: selected restart {selection['restart']} epoch {selection['epoch']} "
         f"(dev acc {selection['dev_acc']:.3f}, selection rate {selection['dev_selection_rate']:.3f}"
-        + (f", dev objective {selection['dev_objective']:.3f}" if cfg.select_by == "invariance" else "")
+        + (f", dev objective {selection['dev_objective']:.3f}" if cfg.experimental.select_by == "invariance" else "")
         + ")"
     )
 

@@ -1,9 +1,15 @@
-"""InvRat configuration: one pydantic model, validated once, written resolved into every run dir.
+"""InvRat configuration: one pydantic model in sections, validated once, written resolved into every run dir.
 
 Defaults follow the InvRat reference (IMDB: alpha 0.2, lambda_sparsity 1,
 lambda_continuity 5, lambda_diff 10, Adam lr 1e-3, schedule 1 g : 3 f_i : 3 f_e)
 except where the reference sizes are absurd on a 2-core CPU, which are marked
 "CPU-sized" (the reference: batch 500, 40 epochs, GloVe 100d, max 300 tokens).
+
+Sections: ``data``, ``environments``, ``players``, ``game``, ``model_selection``, ``experimental``
+(knobs not in the paper, each added for one experiment) and ``runtime``. Every field keeps its
+flat name inside its section (``environments`` itself became ``environments.policy``), and the flat
+names still load wherever a config is read (TOML files, ``--set``, rational_lamol's ``[invrat]``,
+the ``config.json`` of older run dirs): :func:`nested_settings` puts each in its section.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -24,20 +31,24 @@ Selection = Literal["threshold", "top_alpha"]
 SELECTIONS: tuple[str, ...] = get_args(Selection)
 
 
-class InvRatConfig(BaseModel):
-    """Every knob of ``invrat train``. Unknown keys are an error (``extra="forbid"``)."""
-
+class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # --- text → ids -------------------------------------------------------------
+
+class DataConfig(_Section):
+    """Text to ids."""
+
     max_len: int = Field(400, ge=1, description="Document words kept (the rest is cut from the end). Reference: 300.")
     max_query_len: int = Field(48, ge=0, description="Query words kept when the query is appended after the document.")
     lowercase: bool = Field(True, description="Lowercase words before the vocabulary lookup.")
     min_count: int = Field(1, ge=1, description="A training word enters the vocabulary when it occurs this often.")
     max_vocab: int = Field(60000, ge=10, description="Vocabulary cap (most frequent training words).")
 
-    # --- environments -----------------------------------------------------------
-    environments: Literal["auto", "column", "single", "rule", "infer"] = Field(
+
+class EnvironmentsConfig(_Section):
+    """Where environments come from (environments.py)."""
+
+    policy: Literal["auto", "column", "single", "rule", "infer"] = Field(
         "auto",
         description=(
             "Where environments come from. column: the data's env field (required on every training example); "
@@ -55,7 +66,10 @@ class InvRatConfig(BaseModel):
     )
     infer_epochs: int = Field(3, ge=1, description="infer: epochs of the reference plain rationalizer.")
 
-    # --- embeddings / encoder ---------------------------------------------------
+
+class PlayersConfig(_Section):
+    """The players' word features and size."""
+
     embedding: Literal["scratch", "glove_file", "glove_package", "minilm"] = Field(
         "scratch",
         description=(
@@ -79,29 +93,22 @@ class InvRatConfig(BaseModel):
     hidden_dim: int = Field(64, ge=1, description="GRU hidden size per direction. CPU-sized (reference 100-200).")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings and GRU outputs while training.")
 
-    # --- the game ---------------------------------------------------------------
+    @model_validator(mode="after")
+    def _glove_path_given(self) -> PlayersConfig:
+        if self.embedding == "glove_file" and self.glove_path is None:
+            raise ValueError("embedding='glove_file' needs glove_path")
+        return self
+
+
+class GameConfig(_Section):
+    """The game: objective, schedule, noise, optimisation, and how a hard rationale is read."""
+
     alpha: float = Field(0.2, gt=0.0, le=1.0, description="Target fraction of document tokens selected.")
     lambda_sparsity: float = Field(1.0, ge=0.0, description="Weight of |mean z - alpha|.")
     lambda_continuity: float = Field(5.0, ge=0.0, description="Weight of mean |z_t - z_{t-1}|.")
     lambda_diff: float = Field(10.0, ge=0.0, description="Weight of the invariance penalty h(L_i - L_e); 0 = plain RNP.")
-    diff_warmup_epochs: int = Field(
-        0,
-        ge=0,
-        description=(
-            "Game epochs over which lambda_diff ramps linearly from 0 to its value (as IRM anneals its penalty). "
-            "0 = the full weight from the first game epoch, as in the reference."
-        ),
-    )
     penalty: Literal["relu", "identity"] = Field("relu", description="h in h(L_i - L_e).")
     use_env_player: bool = Field(True, description="False switches the environment-aware predictor off (plain RNP, for comparison).")
-    env_residual: bool = Field(
-        False,
-        description=(
-            "f_e predicts a correction added to f_i's logits (its output layer starts at zero), so L_e starts at L_i "
-            "and L_i - L_e measures only what the environment adds (not in the paper: there f_e is a second "
-            "predictor from scratch, which can lag behind f_i)."
-        ),
-    )
     schedule: list[str] = Field(
         default_factory=lambda: ["g", "fi", "fi", "fi", "fe", "fe", "fe"],
         description="Player updated at each step, cycled (g = generator, fi = env-agnostic, fe = env-aware predictor).",
@@ -123,6 +130,72 @@ class InvRatConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0.0, description="Adam weight decay.")
     grad_clip: float = Field(5.0, gt=0.0, description="Gradient-norm clip per player update.")
     batch_size: int = Field(32, ge=1, description="Training batch. CPU-sized (reference 500).")
+    epochs: int = Field(10, ge=1, description="Epochs per restart. CPU-sized (reference 40).")
+    seed: int = Field(0, description="Seed of restart 0 (restart k uses seed + k).")
+    selection: Selection = Field(
+        "threshold",
+        description=(
+            "How rationalize turns generator logits into a hard rationale. threshold: sigmoid > 0.5 (Lei et al.; "
+            "the generator's own decision); top_alpha: the ceil(alpha * n) highest-scoring words of each document "
+            "(as many as the sparsity target asks for, never empty). A generator trained with noise can keep every "
+            "deterministic logit below 0 and select nothing under 'threshold'; 'top_alpha' reads the same ranking."
+        ),
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_players(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("schedule must name at least one player")
+        bad = [p for p in value if p not in PLAYERS]
+        if bad:
+            raise ValueError(f"unknown player(s) {bad}; use g, fi, fe")
+        if "g" not in value:
+            raise ValueError("schedule never updates the generator ('g')")
+        return value
+
+    def active_schedule(self) -> list[str]:
+        """The schedule with the env-aware player dropped when it is switched off."""
+        if self.use_env_player:
+            return list(self.schedule)
+        return [p for p in self.schedule if p != "fe"]
+
+
+class ModelSelectionConfig(_Section):
+    """Which (restart, epoch) is kept (selection.py)."""
+
+    restarts: int = Field(2, ge=1, description="Independent initialisations; the best dev accuracy of f_i is kept.")
+    selection_tolerance: float | None = Field(
+        0.1,
+        ge=0.0,
+        description=(
+            "Model selection considers only epochs whose dev selection rate is within this distance of alpha "
+            "(None: all epochs), so an early epoch that still selects half the document cannot win on accuracy. "
+            "Among those, the best dev accuracy of f_i wins (equal accuracies: the lower dev loss of f_i). Not in the "
+            "reference (which used dev accuracy alone)."
+        ),
+    )
+
+
+class ExperimentalConfig(_Section):
+    """Knobs not in the paper, added for one experiment each (docs/results/invrat_synthetic.md) and set with ``--set``; the defaults are the paper's game."""
+
+    diff_warmup_epochs: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Game epochs over which lambda_diff ramps linearly from 0 to its value (as IRM anneals its penalty). "
+            "0 = the full weight from the first game epoch, as in the reference."
+        ),
+    )
+    env_residual: bool = Field(
+        False,
+        description=(
+            "f_e predicts a correction added to f_i's logits (its output layer starts at zero), so L_e starts at L_i "
+            "and L_i - L_e measures only what the environment adds (not in the paper: there f_e is a second "
+            "predictor from scratch, which can lag behind f_i)."
+        ),
+    )
     generator_batch_size: int | None = Field(
         None,
         ge=1,
@@ -132,15 +205,13 @@ class InvRatConfig(BaseModel):
             "the generator then follows; the reference's batch of 500 averages it out."
         ),
     )
-    epochs: int = Field(10, ge=1, description="Epochs per restart. CPU-sized (reference 40).")
-    selection_tolerance: float | None = Field(
-        0.1,
-        ge=0.0,
+    train_selection: Selection = Field(
+        "threshold",
         description=(
-            "Model selection considers only epochs whose dev selection rate is within this distance of alpha "
-            "(None: all epochs), so an early epoch that still selects half the document cannot win on accuracy. "
-            "Among those, the best dev accuracy of f_i wins (equal accuracies: the lower dev loss of f_i). Not in the "
-            "reference (which used dev accuracy alone)."
+            "How the generator's hard mask is drawn while training. threshold: noisy sigmoid > 0.5, the size steered "
+            "only by the sparsity term (the paper); top_alpha: exactly ceil(alpha * n) words of each document, the "
+            "highest noisy logits (a sample without replacement), so the generator learns a ranking under a fixed "
+            "budget and cannot collapse to empty rationales. Not in the paper; pair it with selection = 'top_alpha'."
         ),
     )
     select_by: Literal["accuracy", "invariance"] = Field(
@@ -172,61 +243,102 @@ class InvRatConfig(BaseModel):
             "close that chance gap instead of widening it; 1 forgives one standard error. 0: the raw gap."
         ),
     )
-    selection: Selection = Field(
-        "threshold",
-        description=(
-            "How rationalize turns generator logits into a hard rationale. threshold: sigmoid > 0.5 (Lei et al.; "
-            "the generator's own decision); top_alpha: the ceil(alpha * n) highest-scoring words of each document "
-            "(as many as the sparsity target asks for, never empty). A generator trained with noise can keep every "
-            "deterministic logit below 0 and select nothing under 'threshold'; 'top_alpha' reads the same ranking."
-        ),
-    )
-    train_selection: Selection = Field(
-        "threshold",
-        description=(
-            "How the generator's hard mask is drawn while training. threshold: noisy sigmoid > 0.5, the size steered "
-            "only by the sparsity term (the paper); top_alpha: exactly ceil(alpha * n) words of each document, the "
-            "highest noisy logits (a sample without replacement), so the generator learns a ranking under a fixed "
-            "budget and cannot collapse to empty rationales. Not in the paper; pair it with selection = 'top_alpha'."
-        ),
-    )
-    restarts: int = Field(2, ge=1, description="Independent initialisations; the best dev accuracy of f_i is kept.")
-    seed: int = Field(0, description="Seed of restart 0 (restart k uses seed + k).")
 
-    # --- runtime ----------------------------------------------------------------
+
+class RuntimeConfig(_Section):
+    """Where and how fast it runs; a resumed run may change these (except precision)."""
+
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Autocast dtype (auto: bf16/fp16 on GPU, fp32 on CPU).")
     eval_batch_size: int = Field(128, ge=1, description="Batch size for dev evaluation and rationalize.")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default).")
     progress: bool = Field(True, description="Show progress bars.")
 
-    @field_validator("schedule")
+
+#: Section name -> section model, in the order they are written.
+SECTIONS: dict[str, type[_Section]] = {
+    "data": DataConfig,
+    "environments": EnvironmentsConfig,
+    "players": PlayersConfig,
+    "game": GameConfig,
+    "model_selection": ModelSelectionConfig,
+    "experimental": ExperimentalConfig,
+    "runtime": RuntimeConfig,
+}
+_RENAMED = {"environments": "policy"}  # flat name -> its name in the section
+#: Flat (pre-section) key -> (section, field).
+FLAT_KEYS: dict[str, tuple[str, str]] = {
+    next((flat for flat, new in _RENAMED.items() if new == name), name): (section, name)
+    for section, model in SECTIONS.items()
+    for name in model.model_fields
+}
+
+
+def _is_flat(key: str, value: Any) -> bool:
+    # "environments" is both a flat key (the policy, a string) and a section (a table)
+    return key in FLAT_KEYS and not (key in SECTIONS and isinstance(value, Mapping | BaseModel))
+
+
+def nested_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with every flat key moved into its section; unknown keys stay where they are
+    (for the model to name). A value given both flat and in its section is an error."""
+    out: dict[str, Any] = {}
+    flat = {k: v for k, v in settings.items() if _is_flat(k, v)}
+    for key, value in settings.items():
+        if key not in flat:
+            out[key] = dict(value) if isinstance(value, Mapping | BaseModel) and key in SECTIONS else value
+    for key, value in flat.items():
+        section, name = FLAT_KEYS[key]
+        table = out.setdefault(section, {})
+        if name in table:
+            raise ValueError(f"{key} is given twice (also as {section}.{name})")
+        table[name] = value
+    return out
+
+
+def merge_settings(base: Mapping[str, Any], *more: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings (flat or in sections) of ``more`` over ``base``, section by section, in sections."""
+    out = nested_settings(base)
+    for settings in more:
+        for key, value in nested_settings(settings).items():
+            out[key] = {**out[key], **value} if key in SECTIONS and key in out else value
+    return out
+
+
+class InvRatConfig(BaseModel):
+    """Every knob of ``invrat train``, in sections. Unknown keys are an error (``extra="forbid"``).
+
+    Flat keys are accepted too (``InvRatConfig(epochs=3)``, ``model_copy(update={"epochs": 3})``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig = Field(default_factory=DataConfig, description=DataConfig.__doc__)
+    environments: EnvironmentsConfig = Field(default_factory=EnvironmentsConfig, description=EnvironmentsConfig.__doc__)
+    players: PlayersConfig = Field(default_factory=PlayersConfig, description=PlayersConfig.__doc__)
+    game: GameConfig = Field(default_factory=GameConfig, description=GameConfig.__doc__)
+    model_selection: ModelSelectionConfig = Field(default_factory=ModelSelectionConfig, description=ModelSelectionConfig.__doc__)
+    experimental: ExperimentalConfig = Field(default_factory=ExperimentalConfig, description=ExperimentalConfig.__doc__)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description=RuntimeConfig.__doc__)
+
+    @model_validator(mode="before")
     @classmethod
-    def _known_players(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("schedule must name at least one player")
-        bad = [p for p in value if p not in PLAYERS]
-        if bad:
-            raise ValueError(f"unknown player(s) {bad}; use g, fi, fe")
-        return value
+    def _flat_keys_into_sections(cls, data: Any) -> Any:
+        return nested_settings(data) if isinstance(data, Mapping) else data
 
-    @model_validator(mode="after")
-    def _consistent(self) -> InvRatConfig:
-        if self.embedding == "glove_file" and self.glove_path is None:
-            raise ValueError("embedding='glove_file' needs glove_path")
-        if "g" not in self.schedule:
-            raise ValueError("schedule never updates the generator ('g')")
-        return self
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> InvRatConfig:
+        """A copy; ``update`` (flat keys or sections) is merged section by section and validated."""
+        if not update:
+            return super().model_copy(deep=deep)
+        return type(self).model_validate(merge_settings(self.model_dump(), update))
 
-    def active_schedule(self) -> list[str]:
-        """The schedule with the env-aware player dropped when it is switched off."""
-        if self.use_env_player:
-            return list(self.schedule)
-        return [p for p in self.schedule if p != "fe"]
+    def flat(self) -> dict[str, Any]:
+        """Every field under its flat name, JSON values (what a run's config is compared by)."""
+        dumped = self.model_dump(mode="json")
+        return {key: dumped[section][name] for key, (section, name) in FLAT_KEYS.items()}
 
 
 def load_config(path: str | Path | None, **overrides: object) -> InvRatConfig:
-    """Read a TOML file (keys = field names, at the top level or under ``[invrat]``) and apply overrides."""
+    """Read a TOML file (fields at the top level or under ``[invrat]``, flat or in sections) and apply overrides."""
     data: dict[str, object] = {}
     if path is not None:
         path = Path(path)
@@ -237,8 +349,8 @@ def load_config(path: str | Path | None, **overrides: object) -> InvRatConfig:
         except tomllib.TOMLDecodeError as exc:
             raise DataError(f"not valid TOML: {exc}", path=path) from None
         data = dict(parsed.get("invrat", parsed))  # type: ignore[arg-type]
-    data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return InvRatConfig.model_validate(data)
-    except ValidationError as exc:
-        raise DataError(validation_message(exc), path=path) from None
+        return InvRatConfig.model_validate(merge_settings(data, {k: v for k, v in overrides.items() if v is not None}))
+    except (ValidationError, ValueError) as exc:
+        message = validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise DataError(message, path=path) from None

@@ -80,18 +80,18 @@ def read_glove_package(vocab: Vocab) -> dict[str, np.ndarray]:
 def initial_embeddings(config: InvRatConfig, vocab: Vocab) -> tuple[torch.Tensor | ContextualWords | None, dict[str, object]]:
     """(V, D) initial vectors, None for scratch (nn.Embedding's own init), or the frozen encoder (minilm);
     plus a summary for the run dir."""
-    if config.embedding == "scratch":
-        return None, {"embedding": config.embedding, "dim": config.embedding_dim}
-    if config.embedding == "minilm":
+    if config.players.embedding == "scratch":
+        return None, {"embedding": config.players.embedding, "dim": config.players.embedding_dim}
+    if config.players.embedding == "minilm":
         words = contextual_words(vocab.itos, {PAD_ID: None, UNK_ID: "[UNK]", SEP_ID: "[SEP]"})
-        return words, {"embedding": config.embedding, "dim": words.embedding_dim}
-    if config.embedding == "glove_file":
-        assert config.glove_path is not None
-        lookup = read_glove_file(config.glove_path, vocab)
+        return words, {"embedding": config.players.embedding, "dim": words.embedding_dim}
+    if config.players.embedding == "glove_file":
+        assert config.players.glove_path is not None
+        lookup = read_glove_file(config.players.glove_path, vocab)
     else:
         lookup = read_glove_package(vocab)
     if not lookup:
         raise DataError("no vocabulary word has a pretrained vector (is the text lowercased/tokenized like GloVe?)")
     dim = len(next(iter(lookup.values())))
-    matrix, found = _fill(vocab, dim, lookup, config.seed)
-    return matrix, {"embedding": config.embedding, "dim": dim, "coverage": found / max(1, len(vocab))}
+    matrix, found = _fill(vocab, dim, lookup, config.game.seed)
+    return matrix, {"embedding": config.players.embedding, "dim": dim, "coverage": found / max(1, len(vocab))}

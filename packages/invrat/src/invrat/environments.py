@@ -35,8 +35,8 @@ from rationale_commons.records import Example
 
 def resolve_policy(examples: Sequence[Example], config: InvRatConfig) -> str:
     """The concrete policy for ``auto``; the configured one otherwise."""
-    if config.environments != "auto":
-        return config.environments
+    if config.environments.policy != "auto":
+        return config.environments.policy
     return "column" if examples and all(ex.env is not None for ex in examples) else "single"
 
 
@@ -73,11 +73,11 @@ def split_by_correctness(correct: Sequence[bool]) -> list[str]:
 def environments_for(examples: Sequence[Example], config: InvRatConfig, policy: str) -> list[str] | None:
     """Env name per training example for every policy except ``infer`` (which needs a trained reference; None)."""
     if policy == "column":
-        return column_environments(examples, config.env_map)
+        return column_environments(examples, config.environments.env_map)
     if policy == "single":
         return ["all"] * len(examples)
     if policy == "rule":
-        return rule_environments(examples, config.env_rule, config.env_count)
+        return rule_environments(examples, config.environments.env_rule, config.environments.env_count)
     if policy == "infer":
         return None
     raise ValueError(f"unknown environment policy {policy!r}")
@@ -85,7 +85,7 @@ def environments_for(examples: Sequence[Example], config: InvRatConfig, policy: 
 
 def places_unseen_examples(config: InvRatConfig, policy: str) -> bool:
     """Whether the policy gives an environment to examples outside training (column, the hash rule)."""
-    return policy == "column" or (policy == "rule" and config.env_rule == "hash")
+    return policy == "column" or (policy == "rule" and config.environments.env_rule == "hash")
 
 
 def dev_environments(
@@ -98,10 +98,10 @@ def dev_environments(
     if not places_unseen_examples(config, policy):
         return None
     if policy == "rule":
-        names = rule_environments(examples, "hash", config.env_count)
+        names = rule_environments(examples, "hash", config.environments.env_count)
     elif examples and all(ex.env is not None for ex in examples):
         try:
-            names = column_environments(examples, config.env_map)
+            names = column_environments(examples, config.environments.env_map)
         except DataError:
             return None
     else:

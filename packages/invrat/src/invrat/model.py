@@ -1,6 +1,7 @@
 """The three InvRat players (Chang et al. 2020, §3): generator g, predictors f_i and f_e.
 
-Each player owns an embedding layer and a bidirectional GRU over word ids.
+Each player owns an embedding layer and a bidirectional GRU over word ids; :func:`build_players`
+makes the three of a run (for training and for reading a trained run back alike).
 Axis letters: B batch, T time (tokens), D embedding size, H hidden size, C labels, E environments.
 """
 
@@ -11,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from invrat.config import InvRatConfig
 from invrat.encoder import ContextualWords
 from invrat.losses import straight_through
 
@@ -179,3 +181,29 @@ def inference_rationale(
 def predictor_input_mask(z: torch.Tensor, doc_mask: torch.Tensor, real_mask: torch.Tensor) -> torch.Tensor:
     """What the predictors see: the selected document tokens, plus the separator and query (always)."""
     return z + (real_mask - doc_mask)
+
+
+def build_players(
+    config: InvRatConfig, vocab_size: int, n_labels: int, n_envs: int, init: torch.Tensor | ContextualWords | None
+) -> nn.ModuleDict:
+    """g, f_i, f_e, each with its own embedding layer (as in the reference; a frozen encoder is shared)."""
+    if isinstance(init, ContextualWords):
+        dim = init.embedding_dim
+    else:
+        dim = init.shape[1] if init is not None else config.players.embedding_dim
+
+    def emb() -> WordFeatures:
+        return make_embedding(vocab_size, dim, init, freeze=config.players.freeze_embeddings)
+
+    fi = Predictor(emb(), config.players.hidden_dim, n_labels, 0, config.players.dropout)
+    players = nn.ModuleDict(
+        {
+            "g": Generator(fi.embedding if config.players.share_embeddings else emb(), config.players.hidden_dim, config.players.dropout, config.game.alpha),
+            "fi": fi,
+            "fe": Predictor(emb(), config.players.hidden_dim, n_labels, max(1, n_envs), config.players.dropout),
+        }
+    )
+    if config.experimental.env_residual:  # a correction to f_i's logits that starts at none
+        nn.init.zeros_(players["fe"].head.weight)
+        nn.init.zeros_(players["fe"].head.bias)
+    return players

@@ -187,7 +187,7 @@ class ExperimentConfig(_Strict):
     data_seed: int = Field(0, description="seed of synthetic data and of val splits carved from train")
     invrat: dict[str, Any] = Field(
         default_factory=dict,
-        description="InvRat settings (invrat.InvRatConfig keys) for tasks with rationales = 'invrat'",
+        description="InvRat settings (invrat.InvRatConfig keys, flat or in sections) for tasks with rationales = 'invrat'",
     )
 
     @field_validator("invrat")
@@ -200,12 +200,12 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _task_invrat_settings(self) -> ExperimentConfig:
-        from invrat import InvRatConfig
+        from invrat import InvRatConfig, merge_settings
 
         for task in self.tasks:
             if task.invrat:
                 try:
-                    InvRatConfig.model_validate({**self.invrat, **task.invrat})
+                    InvRatConfig.model_validate(merge_settings(self.invrat, task.invrat))
                 except ValidationError as exc:
                     raise ValueError(f"tasks.{task.name}.invrat: {validation_message(exc, unknown_key_hint=_UNKNOWN_KEY_HINT)}") from None
         return self

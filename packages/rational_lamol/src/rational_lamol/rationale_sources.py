@@ -125,7 +125,7 @@ def invrat_rationales(
     Returns the split's examples with InvRat's rationales and an info dict (quality against the
     data's own rationale, where it came from). Reuses ``<out>/rationales/<task>.jsonl`` when present.
     """
-    from invrat import InvRatConfig, rationalize, to_annotations, train_invrat
+    from invrat import InvRatConfig, merge_settings, rationalize, to_annotations, train_invrat
 
     folder = out_dir / "rationales"
     ann_path = folder / f"{task.name}.jsonl"
@@ -136,16 +136,15 @@ def invrat_rationales(
         info = read_json(info_path)
         log.info("  %s: InvRat rationales reused from %s", task.name, ann_path.relative_to(out_dir))
         return apply_masks(examples, masks), info
-    options = {"seed": seed, "progress": False, **invrat_options}
-    options["environments"] = pipeline_environments(task.splits.train, options.get("environments", "auto"))
-    config = InvRatConfig.model_validate(options)
+    config = InvRatConfig.model_validate(merge_settings({"seed": seed, "progress": False}, invrat_options))
+    config = config.model_copy(update={"environments": pipeline_environments(task.splits.train, config.environments.policy)})
     log.info("  %s: training InvRat on %d examples for its rationales (environments: %s)", task.name,
-             len(task.splits.train), config.environments)
-    if config.environments == "single":
+             len(task.splits.train), config.environments.policy)
+    if config.environments.policy == "single":
         log.warning("  %s: InvRat with one environment is a plain rationalizer (no invariance penalty)", task.name)
     run_dir = train_invrat(task.splits, config, folder / task.name, resume=True)
     envs = read_json(run_dir / "envs.json")
-    rats = rationalize(run_dir, examples, device=config.device)
+    rats = rationalize(run_dir, examples, device=config.runtime.device)
     masks = {ex.id: r.mask for ex, r in zip(examples, rats, strict=True)}
     quality = rationale_quality(examples, masks)
     info = {"task": task.name, "source": INVRAT, "split": split, "invrat_run": (folder / task.name).name,
@@ -194,7 +193,11 @@ class RationaleProvider:
         kind = source_kind(task.config.rationales)
         main = self.accelerator.is_main_process
         if kind == INVRAT:
-            options = {**(self.config.invrat or {}), **(task.config.invrat or {})}
+            from invrat import (
+                merge_settings,  # invrat is imported only when a task asks for its rationales
+            )
+
+            options = merge_settings(self.config.invrat or {}, task.config.invrat or {})
             examples, info = invrat_rationales(task, split, self.out_dir, options, seed=self.config.data_seed,
                                                main_process=main)
             self.accelerator.wait_for_everyone()

@@ -11,7 +11,8 @@ Low-level pure functions:
 - :func:`instance_prf` — P/R/F1 over keyed sets. ``instance_micro`` pools all keys;
   ``instance_macro`` averages per-key P, R and **F1** over the keys that have a gold or a
   predicted item (macro F1 is the mean of per-key F1s, not the F1 of mean P and R).
-  Used on token indices (``token_prf``) and on whole spans (``rationale_prf``, exact match).
+  Used on token indices (``token_prf``) and on whole spans (``rationale_prf``, exact match);
+  :func:`mask_token_f1` is one key's token F1 from 0/1 masks.
 - :func:`iou_f1` — partial-match F1: a predicted span is a true positive when its best IOU
   with a gold span of the same key is >= the threshold. Micro pools counts; macro averages
   per-key recall (over gold keys) and precision (over predicted keys), then takes the F1 of
@@ -129,16 +130,24 @@ def instance_prf(
     n_hits = sum(hits.values())
     micro_p = _ratio(n_hits, sum(len(v) for v in guess.values()))
     micro_r = _ratio(n_hits, sum(len(v) for v in gold.values()))
-    per_key = []
-    for k in keys:
-        p = _ratio(hits[k], len(guess.get(k, ())))
-        r = _ratio(hits[k], len(gold.get(k, ())))
-        per_key.append((p, r, _f1(p, r)))
+    per_key = [_set_prf(gold.get(k, set()), guess.get(k, set())) for k in keys]
     if per_key:
         macro = [sum(col) / len(per_key) for col in zip(*per_key, strict=True)]
     else:
         macro = [0.0, 0.0, 0.0]
     return {"instance_micro": _prf(micro_p, micro_r), "instance_macro": _prf(*macro)}
+
+
+def _set_prf(gold: set[Hashable], guess: set[Hashable]) -> tuple[float, float, float]:
+    """P, R and F1 of one key's predicted items against its gold items."""
+    hits = len(gold & guess)
+    p, r = _ratio(hits, len(guess)), _ratio(hits, len(gold))
+    return p, r, _f1(p, r)
+
+
+def mask_token_f1(gold: Sequence[Any], pred: Sequence[Any]) -> float:
+    """Token F1 of one document's 0/1 masks: the per-key F1 of ``token_prf`` (0 when either is empty)."""
+    return _set_prf({i for i, v in enumerate(gold) if v}, {i for i, v in enumerate(pred) if v})[2]
 
 
 def token_prf(
