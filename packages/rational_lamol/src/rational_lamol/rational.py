@@ -235,6 +235,7 @@ class RationalMethod(FreezingMethod):
             cci_batches(items, batch_size=o["cci_batch_size"], pad_token_id=ctx.ids.pad, device=ctx.accelerator.device),
             level=o["level"], top_k=o["top_k"], beta=float(o["beta"]), row_filter=o["row_filter"],
             tie_seed=stream_seed(ctx.seed, ctx.learned_tasks, "ties"),
+            n_without_rationale=no_rationale,
         )
         del probe
         gc.collect()
@@ -243,7 +244,7 @@ class RationalMethod(FreezingMethod):
         chosen = FreezeSpec.from_cci(result)
         log.info("  [%s] CCI %s -> %s: chose %s (votes %s; %d used, %d skipped, %d with tied scores)", self.name,
                  prev_task, task, spec_to_components(chosen, o["level"]), result.votes, result.n_used,
-                 result.n_skipped + no_rationale, result.n_tied)
+                 result.n_skipped, result.n_tied)
         if chosen.is_empty():
             log.warning("  [%s] no example could vote (empty rationales in the window): nothing new frozen",
                         self.name)
@@ -251,8 +252,8 @@ class RationalMethod(FreezingMethod):
         record = {
             "votes": result.votes,
             "n_used": result.n_used,
-            "n_skipped": result.n_skipped + no_rationale,
-            "n_without_rationale": no_rationale,
+            "n_skipped": result.n_skipped,
+            "n_without_rationale": result.n_without_rationale,
             "n_tied": result.n_tied,
             "scores_mean": result.scores_mean,
             "beta": result.beta,
