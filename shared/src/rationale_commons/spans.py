@@ -76,15 +76,15 @@ def evidence_mask(
     where = {docid: (offset, length) for docid, offset, length in layout}
     spans = []
     for ev in annotation.all_evidences():
+        span = f"evidence span ({ev.start_token}, {ev.end_token})"
+        offset, length = where.get(ev.docid, (0, 0))
         if ev.docid not in where:
             problem = f"evidence docid {ev.docid!r} is not among the annotation's documents ({', '.join(where)})"
-        elif not 0 <= ev.start_token <= ev.end_token <= where[ev.docid][1]:
-            problem = (
-                f"evidence span ({ev.start_token}, {ev.end_token}) is outside document {ev.docid!r} "
-                f"({where[ev.docid][1]} words) or reversed"
-            )
+        elif ev.end_token < ev.start_token:
+            problem = f"{span} is reversed"
+        elif ev.start_token < 0 or ev.end_token > length:
+            problem = f"{span} is outside document {ev.docid!r} ({length} words)"
         else:
-            offset = where[ev.docid][0]
             spans.append((offset + ev.start_token, offset + ev.end_token))
             continue
         raise DataError(
