@@ -68,12 +68,31 @@ def test_cci_head_json_and_rationale_file(two_models, tmp_path):
     assert sum(map(sum, data["votes"])) == 5 * 3
 
 
+def test_cci_counts_examples_without_a_rationale_as_skipped(two_models, tmp_path):
+    """A rationale file annotating 2 of 6 examples: the other 4 have no rationale (not the data's)."""
+    from rationale_commons.synthetic import make_task
+
+    old, new = two_models
+    val = make_task("sentiment", n_train=40, n_val=8, n_test=4).val
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text("".join(json.dumps({"annotation_id": ex.id, "evidences": [[{"docid": ex.id, "start_token": 0,
+                                                                                "end_token": 2}]]}) + "\n"
+                           for ex in val[:2]))
+    out = tmp_path / "cci.json"
+    res = runner.invoke(app, ["cci", "--old", str(old), "--new", str(new), "--data", "synthetic:sentiment",
+                              "--rationales", str(ann), "--n", "6", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["n_without_rationale"] == 4 and data["n_used"] + data["n_skipped"] == 6 and data["n_skipped"] >= 4
+    assert f"skipped {data['n_skipped']}" in res.output and data["split"] == "val"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--old", "/nonexistent"], "not a save_pretrained model folder"),
-        (["--rationales", "/no/such.jsonl"], "--rationales"),
-        (["--split", "dev"], "--split"),
+        (["--rationales", "/no/such.jsonl"], "rationales: not 'human' and not a file"),
+        (["--split", "dev"], "split must be one of train, val, test"),
         (["--data", "synthetic:nosuch"], "unknown synthetic task"),
     ],
 )
@@ -84,7 +103,7 @@ def test_cci_bad_input_one_line_error(two_models, args, message):
     res = runner.invoke(app, ["cci", *[x for kv in base.items() for x in kv]])
     assert res.exit_code != 0
     err = res.stderr if hasattr(res, "stderr") and res.stderr else res.output
-    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("rational-lamol: error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
 def _fake_run_dir(root, seed_scores):

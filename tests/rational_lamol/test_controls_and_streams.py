@@ -48,10 +48,10 @@ def test_nothing_frozen_reproduces_lamol_exactly(tmp_path, monkeypatch):
     pseudo-samples and dropout (the probe has its own stream): same scores, same weights."""
     import rational_lamol.rational as rational
 
-    def choose_nothing(old, new, batches, *, level, top_k, beta, row_filter, tie_seed):
-        for _ in batches:
-            pass
-        return CCIResult(level=level, chosen=[], votes=[], n_used=0, n_skipped=0, scores_mean=[])
+    def choose_nothing(old, new, batches, *, level, top_k, beta, row_filter, tie_seed, n_without_rationale):
+        skipped = n_without_rationale + sum(len(batch["input_ids"]) for batch in batches)
+        return CCIResult(level=level, chosen=[], votes=[], n_used=0, n_skipped=skipped, scores_mean=[],
+                         n_without_rationale=n_without_rationale)
 
     monkeypatch.setattr(rational, "identify_critical_components", choose_nothing)
     out = tmp_path / "run"

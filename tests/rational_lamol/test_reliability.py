@@ -33,7 +33,7 @@ def one_line_error(*args: object) -> str:
     (a run logs its progress to stderr before it)."""
     code, err = invoke(*args)
     lines = [line for line in err.strip().splitlines() if line]
-    errors = [line for line in lines if line.startswith("error:")]
+    errors = [line for line in lines if line.startswith("rational-lamol: error:")]
     assert code == 2 and errors == lines[-1:] and "Traceback" not in err, (code, err)
     return lines[-1]
 

@@ -559,5 +559,5 @@ def test_apply_rationales_out_of_range_names_file_and_line(tmp_path):
         apply_rationales(splits.train, path)
     assert (err.value.path, err.value.line, err.value.field) == (str(path), 2, "evidences")
     assert "outside document 'd1' (7 words)" in str(err.value)
-    with pytest.raises(DataError, match="annotation 'a1': evidences: evidence span"):
+    with pytest.raises(DataError, match="^evidences: annotation 'a1': evidence span"):
         apply_rationales(splits.train, read_annotations(path))

@@ -73,3 +73,26 @@ def test_spans_round_trip_is_canonical_union(case):
     covered = {i for s, e in spans for i in range(s, e)}
     assert mask == [int(i in covered) for i in range(length)]
     assert spans_to_mask(mask_to_spans(mask), length) == mask
+
+
+def test_evidence_mask_is_the_union_over_the_layout_and_names_the_annotation():
+    from rationale_commons.records import Annotation, Evidence
+    from rationale_commons.spans import evidence_mask
+
+    def annotation(*evidences: tuple[str, int, int]) -> Annotation:
+        # model_construct: spans pydantic would refuse reach the function as they are
+        evs = [[Evidence.model_construct(docid=d, start_token=s, end_token=e)] for d, s, e in evidences]
+        return Annotation.model_construct(annotation_id="a1", evidences=evs)
+
+    layout = [("d1", 0, 3), ("d2", 3, 2)]
+    assert evidence_mask(annotation(("d1", 0, 2), ("d1", 1, 3), ("d2", 1, 2), ("d2", 0, 0)), layout) == [1, 1, 1, 0, 1]
+    assert evidence_mask(annotation(), layout) == [0] * 5
+    for bad, problem in [
+        (("d1", 2, 1), "evidence span (2, 1) is reversed"),
+        (("d1", -1, 1), "evidence span (-1, 1) is outside document 'd1' (3 words)"),
+        (("d2", 1, 3), "evidence span (1, 3) is outside document 'd2' (2 words)"),
+        (("d9", 0, 1), "evidence docid 'd9' is not among the annotation's documents (d1, d2)"),
+    ]:
+        with pytest.raises(DataError) as err:
+            evidence_mask(annotation(bad), layout, path="x.jsonl", line=4)
+        assert str(err.value) == f"x.jsonl:4: evidences: annotation 'a1': {problem}"

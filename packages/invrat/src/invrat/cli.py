@@ -2,7 +2,7 @@
 
 The CLI only parses and dispatches; every command is a call into the library.
 Bad input and OS errors (disk full, permission denied, ...) end in one line on stderr
-(``invrat: error: ...``) and exit code 2.
+(``invrat: error: ...``) and exit code 2 (:mod:`rationale_commons.cli_errors`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from rationale_commons.errors import DataError, first_line, os_error_line
+from rationale_commons.cli_errors import one_line_errors
+from rationale_commons.errors import DataError
 from rationale_commons.loaders import ColumnMapping
 
 app = typer.Typer(
@@ -34,22 +34,7 @@ class Format(str, Enum):
     results = "results"
 
 
-def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (DataError, ValidationError) as exc:
-            typer.echo(f"invrat: error: {first_line(exc)}", err=True)
-            raise typer.Exit(2) from None
-        except OSError as exc:  # disk full, permission denied, a folder where a file goes, ...
-            typer.echo(f"invrat: error: {os_error_line(exc)}", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("invrat: interrupted (a killed train continues with --resume)", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
+_one_line_errors = one_line_errors("invrat", interrupted="a killed train continues with --resume")
 
 
 _COLUMN_HELP = {

@@ -349,7 +349,8 @@ class CCIResult:
 
     ``chosen`` is ``[b]`` at block level and ``[(b, h), ...]`` at head level (empty when no example
     could vote). ``votes``: ``(L,)`` or ``(L, H)`` histogram; ``scores_mean``: mean score over the
-    used examples, same shape (for heatmaps; empty when none was used).
+    used examples, same shape (for heatmaps; empty when none was used). ``n_skipped`` counts every
+    example that did not vote, the ``n_without_rationale`` left out for having no rationale included.
     """
 
     level: str
@@ -362,6 +363,7 @@ class CCIResult:
     row_filter: str = "all"
     top_k: int | None = None
     n_tied: int = 0
+    n_without_rationale: int = 0
     percentile_over: str = "full cropped row (D entries, zeros included)"
     ties: str = "shared vote within an example; equal votes -> lower mean score, then a seeded draw"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -397,13 +399,15 @@ def identify_critical_components(
     beta: float = 20.0,
     row_filter: RowFilter = "all",
     tie_seed: int = 0,
+    n_without_rationale: int = 0,
 ) -> CCIResult:
     """Run CCI: compare ``old_model`` (M_t) and ``new_model`` (the probe) on rationale-annotated batches.
 
     Each batch maps ``input_ids`` (B, T), ``attention_mask`` (B, T), ``doc_mask`` (B, T) bool
     (document token positions) and ``rationale_mask`` (B, T) bool (rationale tokens). Examples whose
     rationale has no token at a kept document position do not vote; they are counted in
-    ``n_skipped``. Both models run in eval mode under ``no_grad`` on their own device (modes are
+    ``n_skipped``, with the ``n_without_rationale`` examples the caller left out for having no
+    rationale at all (:func:`rational_lamol.cci_inputs.cci_items`), so skips are counted here only. Both models run in eval mode under ``no_grad`` on their own device (modes are
     restored afterwards); scoring runs on the old model's device. ``tie_seed`` seeds the draw that
     decides between components with equal votes and equal mean scores.
     """
@@ -420,7 +424,7 @@ def identify_critical_components(
         )
     score_fn = block_scores if level == "block" else head_scores
     scores: list[torch.Tensor] = []
-    n_skipped = 0
+    n_skipped = n_without_rationale
     modes = _eval_models(old_model, new_model)
     try:
         with torch.no_grad():
@@ -474,6 +478,7 @@ def identify_critical_components(
         n_skipped=n_skipped,
         scores_mean=mean,
         n_tied=n_tied,
+        n_without_rationale=n_without_rationale,
         beta=float(beta),
         row_filter=row_filter,
         top_k=top_k if level == "head" else None,

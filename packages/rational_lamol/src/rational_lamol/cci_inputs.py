@@ -10,7 +10,8 @@ rationale when any of its characters comes from a rationale word
 An example whose rationale lies wholly outside the kept window gets an all-zero rationale
 mask: :func:`rational_lamol.cci.identify_critical_components` counts it as skipped instead of
 letting it vote. Examples without any rationale (``Example.rationale is None``) are left out
-here and counted by :func:`cci_items`.
+here; :func:`cci_items` returns their number for ``identify_critical_components``'s
+``n_without_rationale``, which adds them to the skipped.
 """
 
 from __future__ import annotations

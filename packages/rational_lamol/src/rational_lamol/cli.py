@@ -1,7 +1,10 @@
 """The ``rational-lamol`` command line: it parses and dispatches, nothing more.
 
 ``rational-lamol run [--config FILE.toml] [--out DIR] [--resume]`` runs every (order, seed,
-method) of a config (the built-in synthetic demo when no config is given) and prints one table.
+method) of a config (the built-in synthetic demo when no config is given) and prints one table;
+``cci`` and ``report`` call :mod:`rational_lamol.cci_saved` and :mod:`rational_lamol.report`. Bad
+input and OS errors end in one line on stderr (``rational-lamol: error: ...``) and exit code 2
+(:mod:`rationale_commons.cli_errors`).
 """
 
 from __future__ import annotations
@@ -10,13 +13,13 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 
 import typer
 
-from rationale_commons.errors import DataError, first_line, os_error_line
+from rationale_commons.cli_errors import one_line_errors
+from rationale_commons.errors import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="LAMOL / Rational LAMOL lifelong learning.")
 
@@ -26,18 +29,7 @@ def main() -> None:
     """Lifelong language learning with LAMOL and Rational LAMOL."""
 
 
-@contextlib.contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Bad input (DataError) and OS errors (disk full, permission denied, a folder where a file
-    goes, ...) end as one line on stderr and exit code 2, never a traceback."""
-    try:
-        yield
-    except DataError as exc:
-        typer.echo(f"error: {first_line(exc)}", err=True)
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        typer.echo(f"error: {os_error_line(exc)}", err=True)
-        raise typer.Exit(2) from None
+_one_line_errors = one_line_errors("rational-lamol", interrupted="a killed run continues with run --resume")
 
 
 def setup_logging(out_dir: Path, *, main_process: bool = True) -> None:
@@ -59,6 +51,7 @@ def setup_logging(out_dir: Path, *, main_process: bool = True) -> None:
 
 
 @app.command()
+@_one_line_errors
 def run(
     config: Path = typer.Option(None, "--config", "-c", help="experiment TOML (default: the built-in synthetic demo)"),
     out: Path = typer.Option(None, "--out", "-o", help="run dir (default: runs/<name>-<time>)"),
@@ -75,26 +68,25 @@ def run(
     from rational_lamol.results import format_table
     from rationale_commons.runtime import lock_run_dir
 
-    with _one_line_errors():
-        cfg = load_config(config if config is not None else builtin_config_path("default"))
-        cfg = _override(cfg, model=model, seeds=seeds, methods=methods)
-        if resume and out is None:
-            raise DataError("--resume needs --out DIR (the run dir to continue)")
-        out_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        from accelerate import PartialState
+    cfg = load_config(config if config is not None else builtin_config_path("default"))
+    cfg = _override(cfg, model=model, seeds=seeds, methods=methods)
+    if resume and out is None:
+        raise DataError("--resume needs --out DIR (the run dir to continue)")
+    out_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from accelerate import PartialState
 
-        main_process = PartialState().is_main_process
-        # the lock first: a second process must not even append to this run's log
-        with lock_run_dir(out_dir) if main_process else contextlib.nullcontext():
-            setup_logging(out_dir, main_process=main_process)
-            logging.getLogger("rational_lamol").info("run dir: %s", out_dir)
-            t0 = time.perf_counter()
-            results = run_experiment(cfg, out_dir, resume=resume)
-            if main_process:
-                typer.echo(format_table(results["runs"], results.get("timings")))
-                typer.echo(f"\n{len(results['runs'])} run(s) in {time.perf_counter() - t0:.0f}s; "
-                           f"results: {out_dir / 'results.json'}")
-                _print_comparison_and_report([out_dir], out_dir / "report.html")
+    main_process = PartialState().is_main_process
+    # the lock first: a second process must not even append to this run's log
+    with lock_run_dir(out_dir) if main_process else contextlib.nullcontext():
+        setup_logging(out_dir, main_process=main_process)
+        logging.getLogger("rational_lamol").info("run dir: %s", out_dir)
+        t0 = time.perf_counter()
+        results = run_experiment(cfg, out_dir, resume=resume)
+        if main_process:
+            typer.echo(format_table(results["runs"], results.get("timings")))
+            typer.echo(f"\n{len(results['runs'])} run(s) in {time.perf_counter() - t0:.0f}s; "
+                       f"results: {out_dir / 'results.json'}")
+            _print_comparison_and_report([out_dir], out_dir / "report.html")
 
 
 def _override(cfg, *, model: str | None, seeds: str | None, methods: str | None = None):
@@ -146,14 +138,14 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
 
 
 @app.command()
+@_one_line_errors
 def report(
     run_dirs: list[Path] = typer.Argument(..., help="run dir(s) (each with results.json); several are aggregated"),
     out: Path = typer.Option(None, "--out", "-o", help="HTML file (default: RUN_DIR/report.html, or ./report.html); its numbers go to a .json beside it"),
 ) -> None:
     """Rebuild the comparison table and the HTML report from run dir(s), as mean ± std over runs."""
-    with _one_line_errors():
-        target = out or (run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html"))
-        _print_comparison_and_report(list(run_dirs), target)
+    target = out or (run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html"))
+    _print_comparison_and_report(list(run_dirs), target)
 
 
 class _Level(str, Enum):
@@ -162,6 +154,7 @@ class _Level(str, Enum):
 
 
 @app.command()
+@_one_line_errors
 def cci(
     old: Path = typer.Option(..., "--old", help="model before the new task (a save_pretrained folder)"),
     new: Path = typer.Option(..., "--new", help="model after it (a save_pretrained folder)"),
@@ -177,9 +170,11 @@ def cci(
     json_out: Path = typer.Option(None, "--json", help="write {level, chosen, votes, n_used, n_skipped, ...} here"),
 ) -> None:
     """Critical component identification between two models on rationale-annotated data."""
-    with _one_line_errors():
-        result = run_cci(old=old, new=new, data=data, rationales=rationales, split=split, level=level.value,
-                         top_k=top_k, n=n, beta=beta, question=question, max_length=max_length)
+    from rational_lamol.cci_saved import cci_between_saved, data_task_config
+
+    task = data_task_config(data, rationales=rationales, question=question)
+    result = cci_between_saved(old, new, task, split=split, level=level.value, top_k=top_k, n=n, beta=beta,
+                               max_length=max_length)
     chosen = result["chosen"]
     what = ", ".join(f"block {c}" if level == _Level.block else f"block {c[0]} head {c[1]}" for c in chosen)
     typer.echo(f"chosen ({level.value}): {what or 'nothing (no example could vote)'}")
@@ -191,56 +186,8 @@ def cci(
     if json_out is not None:
         from rationale_commons.runtime import write_json_atomic
 
-        with _one_line_errors():
-            write_json_atomic(json_out, result)
+        write_json_atomic(json_out, result)
         typer.echo(f"written: {json_out}")
-
-
-def run_cci(*, old: Path, new: Path, data: str, rationales: str, split: str = "val", level: str = "block",
-            top_k: int = 12, n: int = 200, beta: float = 20.0, question: str | None = None,
-            max_length: int | None = None) -> dict:
-    """What ``rational-lamol cci`` computes, callable from Python (returns the JSON dict)."""
-    import re
-
-    from rational_lamol.cci import identify_critical_components
-    from rational_lamol.cci_inputs import cci_batches, cci_items
-    from rational_lamol.config import TaskConfig
-    from rational_lamol.modeling import load_saved, prepare_model_tokens
-    from rational_lamol.tasks import load_task
-
-    if split not in ("train", "val", "test"):
-        raise DataError(f"--split must be train, val or test, got {split!r}")
-    for label, folder in (("--old", old), ("--new", new)):
-        if not (folder / "config.json").is_file():
-            raise DataError(f"{label}: not a save_pretrained model folder (no config.json)", path=folder)
-    if rationales != "human" and not Path(rationales).is_file():
-        raise DataError("--rationales: not 'human' and not a file", path=rationales)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data.split(":")[-1]).name).lstrip(".") or "data"  # a safe task name
-    task_cfg = TaskConfig(name=name, data=data, question=question,
-                          rationales=None if rationales == "human" else str(Path(rationales).resolve()))
-    task = load_task(task_cfg)
-    examples = list(task.splits[split])[:n]
-    if not examples:
-        raise DataError(f"--data has no {split!r} examples", path=data)
-    try:
-        old_model, tokenizer = load_saved(old)
-        new_model, _ = load_saved(new)
-    except OSError as exc:
-        raise DataError(f"cannot load a model: {str(exc).splitlines()[0]}") from None
-    for m in (old_model, new_model):
-        prepare_model_tokens(m, tokenizer, [name])  # LAMOL tokens for models trained elsewhere
-    window = max_length or min(int(getattr(old_model.config, "n_positions", None)
-                                   or getattr(old_model.config, "max_position_embeddings", 1024)), 1024)
-    items, missing = cci_items(task, examples, tokenizer, window)
-    result = identify_critical_components(
-        old_model, new_model, cci_batches(items, pad_token_id=tokenizer.pad_token_id or 0),
-        level=level, top_k=top_k, beta=beta,
-    )
-    out = result.to_dict()
-    out["n_skipped"] += missing
-    out["n_without_rationale"] = missing
-    out["split"] = split
-    return out
 
 
 if __name__ == "__main__":

@@ -179,6 +179,7 @@ class RationalMethod(FreezingMethod):
             model, probe,
             cci_batches(items, batch_size=o.cci_batch_size, pad_token_id=stage.ids.pad, device=stage.accelerator.device),
             level=self.level, top_k=o.top_k, beta=o.beta, row_filter=o.row_filter, tie_seed=stage.seed_for("ties"),
+            n_without_rationale=no_rationale,
         )
         del probe
         gc.collect()
@@ -187,15 +188,15 @@ class RationalMethod(FreezingMethod):
         chosen = FreezeSpec.from_cci(result)
         log.info("  [%s] CCI %s -> %s: chose %s (votes %s; %d used, %d skipped, %d with tied scores)", self.name,
                  prev_task, task, spec_to_components(chosen, self.level), result.votes, result.n_used,
-                 result.n_skipped + no_rationale, result.n_tied)
+                 result.n_skipped, result.n_tied)
         if chosen.is_empty():
             log.warning("  [%s] no example could vote (empty rationales in the window): nothing new frozen",
                         self.name)
         record = {
             "votes": result.votes,
             "n_used": result.n_used,
-            "n_skipped": result.n_skipped + no_rationale,
-            "n_without_rationale": no_rationale,
+            "n_skipped": result.n_skipped,
+            "n_without_rationale": result.n_without_rationale,
             "n_tied": result.n_tied,
             "scores_mean": result.scores_mean,
             "beta": result.beta,

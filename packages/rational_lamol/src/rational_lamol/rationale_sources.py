@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from rational_lamol.tasks import TaskData
-from rationale_commons.errors import DataError, first_line
+from rationale_commons.errors import DataError
+from rationale_commons.loaders import apply_rationales
 from rationale_commons.metrics.eraser import token_prf
-from rationale_commons.records import Annotation, Example
+from rationale_commons.records import Example
 from rationale_commons.runtime import read_json, write_json_atomic, write_jsonl_atomic
 from rationale_commons.spans import mask_to_spans
 
@@ -60,22 +61,6 @@ def apply_masks(examples: Sequence[Example], masks: dict[str, list[int]]) -> lis
     return out
 
 
-def masks_from_annotations(annotations: Sequence[Annotation], examples: Sequence[Example]) -> dict[str, list[int]]:
-    """Word masks per example id from ERASER annotations (union of all evidence spans)."""
-    n_words = {ex.id: len(ex.words) for ex in examples}
-    masks: dict[str, list[int]] = {}
-    for ann in annotations:
-        n = n_words.get(ann.annotation_id)
-        if n is None:
-            continue
-        mask = [0] * n
-        for ev in ann.all_evidences():
-            for k in range(ev.start_token, min(ev.end_token, n)):
-                mask[k] = 1
-        masks[ann.annotation_id] = mask
-    return masks
-
-
 def rationale_quality(gold: Sequence[Example], predicted: dict[str, list[int]]) -> dict[str, Any] | None:
     """ERASER token-level P/R/F1 (macro and micro) of predicted word masks against the examples'
     own rationales; ``None`` when no example has one."""
@@ -94,17 +79,6 @@ def rationale_quality(gold: Sequence[Example], predicted: dict[str, list[int]]) 
         "n": len(truth),
         "definition": "ERASER token P/R/F1 over whitespace words; macro = mean over documents",
     }
-
-
-def _read_annotations(path: Path) -> list[Annotation]:
-    out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(Annotation.model_validate_json(line))
-            except ValueError as exc:
-                raise DataError(first_line(exc), path=path, line=lineno) from None
-    return out
 
 
 def pipeline_environments(train: Sequence[Example], requested: str) -> str:
@@ -132,10 +106,8 @@ def invrat_rationales(
     info_path = folder / f"{task.name}.quality.json"
     examples = list(task.splits[split])
     if ann_path.is_file() and info_path.is_file():
-        masks = masks_from_annotations(_read_annotations(ann_path), examples)
-        info = read_json(info_path)
         log.info("  %s: InvRat rationales reused from %s", task.name, ann_path.relative_to(out_dir))
-        return apply_masks(examples, masks), info
+        return apply_rationales(examples, ann_path), read_json(info_path)
     config = InvRatConfig.model_validate(merge_settings({"seed": seed, "progress": False}, invrat_options))
     config = config.model_copy(update={"environments": pipeline_environments(task.splits.train, config.environments.policy)})
     log.info("  %s: training InvRat on %d examples for its rationales (environments: %s)", task.name,

@@ -303,31 +303,14 @@ def resolve_answers(task: TaskConfig, labels: Sequence[str]) -> dict[str, str]:
 
 
 def _override_rationales(splits: Splits, path: Path, task: str) -> Splits:
-    """Replace each example's rationale with the evidences of an ERASER annotation file."""
-    from rationale_commons.records import Annotation
+    """Every example's rationale from an ERASER annotation file (``apply_rationales``: replaced,
+    ``None`` for an example the file does not annotate; a bad span is a :class:`DataError`)."""
+    from rationale_commons.loaders import apply_rationales
 
     if not path.is_file():
         raise DataError(f"task {task!r}: rationale file not found", path=path)
-    by_id: dict[str, Annotation] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                ann = Annotation.model_validate_json(line)
-            except ValueError as exc:
-                raise DataError(str(exc).splitlines()[0], path=path, line=lineno) from None
-            by_id[ann.annotation_id] = ann
-
-    def apply(ex: Example) -> Example:
-        ann = by_id.get(ex.id)
-        if ann is None:
-            return ex
-        mask = [0] * len(ex.words)
-        for ev in ann.all_evidences():
-            for k in range(ev.start_token, min(ev.end_token, len(ex.words))):
-                mask[k] = 1
-        return ex.model_copy(update={"rationale": mask})
-
-    return Splits(name=splits.name, **{s: [apply(e) for e in exs] for s, exs in splits.items()})
+    applied = iter(apply_rationales([ex for _, exs in splits.items() for ex in exs], path))
+    return Splits(name=splits.name, **{s: [next(applied) for _ in exs] for s, exs in splits.items()})
 
 
 def load_tasks(config: ExperimentConfig) -> dict[str, TaskData]:

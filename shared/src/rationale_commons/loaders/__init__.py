@@ -22,7 +22,6 @@ from rationale_commons.loaders.eraser import (
     DOCID_SEPARATOR,
     apply_rationales,
     document_layout,
-    evidence_mask,
     is_eraser_folder,
     load_documents,
     load_eraser,
@@ -32,6 +31,7 @@ from rationale_commons.loaders.hub import load_hub
 from rationale_commons.loaders.jsonl import read_jsonl
 from rationale_commons.loaders.table import TABLE_SUFFIXES, load_table, read_rows, split_files
 from rationale_commons.records import Splits
+from rationale_commons.spans import evidence_mask
 
 __all__ = [
     "DOCID_SEPARATOR",

@@ -26,13 +26,11 @@ from rationale_commons.errors import DataError
 from rationale_commons.loaders.columns import IdRegistry
 from rationale_commons.loaders.jsonl import read_jsonl
 from rationale_commons.records import SPLIT_NAMES, Annotation, Example, Splits
+from rationale_commons.spans import Layout, evidence_mask
 
 #: Joins the docids of a several-document example into its ``Example.docid``
 #: (``|`` cannot occur in Wikipedia titles and is rare in file names).
 DOCID_SEPARATOR = "|"
-
-#: ``(docid, first word in the example, number of words)`` per document of an example.
-Layout = list[tuple[str, int, int]]
 
 
 @contextmanager
@@ -157,35 +155,6 @@ def document_layout(
     return [(docid, 0, len(example.words))]
 
 
-def evidence_mask(
-    annotation: Annotation, layout: Layout, *, path: str | Path | None, line: int | None
-) -> list[int]:
-    """The union of an annotation's evidence spans as a 0/1 mask over the layout's words."""
-    where = {docid: (offset, length) for docid, offset, length in layout}
-    total = sum(length for _, _, length in layout)
-    mask = [0] * total
-    for ev in annotation.all_evidences():
-        if ev.docid not in where:
-            raise DataError(
-                f"evidence docid {ev.docid!r} is not among the annotation's documents ({', '.join(where)})",
-                path=path,
-                line=line,
-                field="evidences",
-            )
-        offset, length = where[ev.docid]
-        if ev.end_token > length:
-            raise DataError(
-                f"evidence span ({ev.start_token}, {ev.end_token}) is outside document {ev.docid!r} ({length} words)",
-                path=path,
-                line=line,
-                field="evidences",
-            )
-        mask[offset + ev.start_token : offset + ev.end_token] = [1] * (
-            ev.end_token - ev.start_token
-        )
-    return mask
-
-
 def load_eraser(folder: str | Path, *, name: str | None = None) -> Splits:
     """Load an ERASER folder.
 
@@ -227,7 +196,7 @@ def _load_eraser(folder: Path, *, name: str | None) -> Splits:
             if ann.classification is None or not ann.classification.strip():
                 raise DataError("empty label", path=path, line=line, field="classification")
             docids = ann.document_ids()
-            layout: Layout = []
+            layout: list[tuple[str, int, int]] = []
             words: list[str] = []
             for docid in docids:
                 if docid not in documents:
@@ -272,10 +241,12 @@ def apply_rationales(
     """Copies of ``examples`` whose rationales come from ``annotations``, matched by id.
 
     ``annotations`` is a list or an annotation file's path (then errors name its
-    lines). Examples without a matching annotation get ``rationale=None``;
-    annotations without an example are ignored. Evidence must name the
-    example's document (``documents`` lets several-document examples be split
-    back, see :func:`document_layout`) and lie inside it, else :class:`DataError`.
+    lines). Each rationale is replaced, never merged: a matched example gets
+    :func:`~rationale_commons.spans.evidence_mask` of its annotation, an example
+    without one gets ``rationale=None``; annotations without an example are
+    ignored, a duplicate annotation id is a :class:`DataError`. Evidence must
+    name the example's document (``documents`` lets several-document examples
+    be split back, see :func:`document_layout`) and lie inside it.
     """
     if isinstance(annotations, (str, Path)):
         path: Path | None = Path(annotations)
@@ -300,7 +271,6 @@ def apply_rationales(
             out.append(ex.model_copy(update={"rationale": None}))
             continue
         line, ann = match
-        where = path if path is not None else f"annotation {ann.annotation_id!r}"
-        mask = evidence_mask(ann, document_layout(ex, documents), path=where, line=line)
+        mask = evidence_mask(ann, document_layout(ex, documents), path=path, line=line)
         out.append(ex.model_copy(update={"rationale": mask}))
     return out
