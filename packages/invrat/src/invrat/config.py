@@ -90,6 +90,14 @@ class PlayersConfig(_Section):
             "the predictor has learned, which makes the game converge far more reliably."
         ),
     )
+    query_attention: bool = Field(
+        True,
+        description=(
+            "Pair data (a query with each document): the generator reads, per word, whether it occurs in the query "
+            "and attends from every word to the query's states, so its scores depend on the query. Not in the paper; "
+            "false keeps the reference's document-then-query sequence alone, whose scores barely move with the query."
+        ),
+    )
     hidden_dim: int = Field(64, ge=1, description="GRU hidden size per direction. CPU-sized (reference 100-200).")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings and GRU outputs while training.")
 

@@ -88,6 +88,7 @@ class _Game:
     dev: Prepared
     gold: list[list[int] | None] | None
     n_envs: int
+    query_aware: bool
 
     @property
     def env_player(self) -> bool:
@@ -111,6 +112,7 @@ def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_
     train_data = prepare(train, vocab, label_index, config, None)
     dev_data = prepare(val, vocab, label_index, config, None)
     gold = [ex.rationale for ex in val] if any(ex.rationale is not None for ex in val) else None
+    query_aware = config.players.query_attention and any(ex.query for ex in train)
 
     policy = resolve_policy(train, config)
     if config.experimental.select_by == "invariance" and not places_unseen_examples(config, policy):
@@ -120,12 +122,13 @@ def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_
     else:
         env_names = environments_for(train, config, policy)
         if env_names is None:
-            env_names = fit_reference_envs(train_data, len(vocab), len(labels), config, device, init)
+            env_names = fit_reference_envs(train_data, len(vocab), len(labels), config, device, init, query_aware)
     train_data.envs, env_order = index_environments(env_names)
     dev_data.envs = dev_environments(val, config, policy, env_order)
     if config.experimental.select_by == "invariance" and dev_data.envs is None:
         raise DataError(_NO_DEV_ENVS, field="select_by")
-    game = _Game(config, out_dir, device, len(vocab), len(labels), init, train_data, dev_data, gold, len(env_order))
+    game = _Game(config, out_dir, device, len(vocab), len(labels), init, train_data, dev_data, gold, len(env_order),
+                 query_aware)
     envs = {"policy": policy, "names": env_order, "counts": {e: env_names.count(e) for e in env_order},
             "env_player": game.env_player, "per_example": env_names, "embedding": emb_info}
     run_dir.write_run_files(out_dir, config, fresh=not resumed, vocab=vocab, labels=labels, envs=envs)
@@ -153,7 +156,8 @@ def _play_restart(game: _Game, restart: int, history: _History, ckpt: dict | Non
     """One restart's epochs (from the checkpoint's next epoch when resuming it), each judged and committed."""
     config, out_dir = game.config, game.out_dir
     seed_everything(config.game.seed + restart)
-    players = build_players(config, game.n_words, game.n_labels, game.n_envs, game.init).to(game.device)
+    players = build_players(config, game.n_words, game.n_labels, game.n_envs, game.init,
+                            query_aware=game.query_aware).to(game.device)
     opts = optimizers(players, config)
     start_epoch, step = 0, 0
     if ckpt is not None:

@@ -60,10 +60,10 @@ class Rationalizer:
         for idx in length_sorted_batches(encoded, batch_size or cfg.runtime.eval_batch_size):
             b = collate([encoded[i] for i in idx]).to(self.device)
             with autocast(self.device, cfg.runtime.precision):
-                logits = self.players["g"](b.ids, b.lengths).float()
+                logits = self.players["g"](b.ids, b.lengths, b.query_mask).float()
                 z, probs = inference_rationale(logits, b.doc_mask, selection=cfg.game.selection, alpha=cfg.game.alpha)
                 zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
-                label_probs = self.players["fi"](b.ids, b.lengths, zin, b.real_mask).float().softmax(-1)
+                label_probs = self.players["fi"](b.ids, b.lengths, zin, b.real_mask, query_mask=b.query_mask).float().softmax(-1)
             z, probs, label_probs = z.cpu(), probs.cpu(), label_probs.cpu()
             for row, i in enumerate(idx):
                 ex, n = examples[i], encoded[i].n_doc
