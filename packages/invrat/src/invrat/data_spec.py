@@ -29,13 +29,15 @@ class DataSpec(BaseModel):
     max_examples: int | None = None
 
     @classmethod
-    def of(cls, columns: SplitColumns, **options: object) -> DataSpec:
-        """A spec whose ``columns`` hold each split's mapping (one mapping given: the same for all)."""
+    def of(cls, columns: SplitColumns, *, train_split: str = "train", **options: object) -> DataSpec:
+        """A spec whose ``columns`` hold each split's mapping (one mapping given: the same for all);
+        an unknown ``train_split`` is a DataError before any data is read."""
+        split_name(train_split)
         if isinstance(columns, dict):
             per_split = {s: columns.get(s) or ColumnMapping() for s in SPLIT_NAMES}
         else:
             per_split = {s: columns or ColumnMapping() for s in SPLIT_NAMES}
-        return cls(columns=per_split, **options)
+        return cls(columns=per_split, train_split=train_split, **options)
 
     def load(self, data: str | Path) -> Splits:
         """The splits read this way: the train split is ``train_split`` (val then selects the model, unless
