@@ -207,7 +207,8 @@ def evaluate(
     spec = read_spec(run) if run is not None else None
     report = evaluate_file(
         predictions, gold, split, columns if columns is not None or spec is None else spec.columns,
-        train_split=spec.train_split if spec else "train", skip_missing_docs=bool(spec and spec.skip_missing_docs),
+        train_split=spec.train_split if spec else "train", max_train_examples=spec.max_examples if spec else None,
+        skip_missing_docs=bool(spec and spec.skip_missing_docs),
     )
     for line in _report_lines(report):
         typer.echo(line)

@@ -101,11 +101,12 @@ def _score(results: list[dict[str, Any]], gold: list[Annotation], documents: dic
 
 def evaluate_file(
     predictions: str | Path, gold_data: str | Path, split: str = "test", columns: SplitColumns = None,
-    *, train_split: str = "train", skip_missing_docs: bool = False,
+    *, train_split: str = "train", max_train_examples: int | None = None, skip_missing_docs: bool = False,
 ) -> dict[str, Any]:
     """``{"summary": flat headline numbers, "scores": the full score_results dict, "n": counts,
     "baselines": the same numbers for a random and a first-k selection of as many words, and the
-    accuracies of a TF-IDF logistic regression (trained on ``train_split``) and of the majority class}``.
+    accuracies of a TF-IDF logistic regression (trained on the first ``max_train_examples`` of
+    ``train_split``) and of the majority class}``.
 
     Without gold rationales only the labels are scored (predictions need their ``classification``)."""
     results = read_predictions(predictions)
@@ -133,7 +134,7 @@ def evaluate_file(
         report = classification_report([ex.label for ex in predicted], [str(r["classification"]) for r in results])
         scores = {"classification_scores": {"accuracy": report["accuracy"], "prf": report}}
         n_gold = len(examples)
-    train = splits[split_name(train_split)]
+    train = splits[split_name(train_split)][:max_train_examples]
     if train:
         baselines |= label_baselines(train, predicted)
     return {"summary": summary(scores), "scores": scores, "baselines": baselines,
