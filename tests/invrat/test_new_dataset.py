@@ -131,3 +131,18 @@ def test_label_baselines_and_kept_model_warnings() -> None:
     warnings = kept_model_warnings({"dev_selection_rate": 0.0, "dev_acc": 2 / 3}, test)
     assert len(warnings) == 2 and "selects no word" in warnings[0] and "majority" in warnings[1]
     assert [alpha_for_length(n) for n in (1, 20, 300, 700, 5000)] == [0.4, 0.3, 0.1, 0.07, 0.05]
+
+
+def test_long_documents_are_rationalized_in_windows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from invrat import InvRatConfig, rationalize, train_invrat
+
+    splits = make_task("sentiment", seed=0, n_train=40, n_val=10, n_test=8, doc_words=(12, 20))
+    config = InvRatConfig(max_len=5, hidden_dim=8, embedding_dim=8, epochs=1, warmup_epochs=0, restarts=1,
+                          selection="top_alpha", alpha=0.2, progress=False, num_threads=1)
+    with caplog.at_level("WARNING", logger="invrat"):
+        run_dir = train_invrat(splits, config, tmp_path / "run")
+    assert "40 of 40 training documents are longer than max_len = 5" in caplog.text
+    for ex, r in zip(splits.test, rationalize(run_dir, splits.test), strict=True):
+        assert len(r.mask) == len(r.scores) == len(ex.words)
+        windows = [r.mask[s : s + 5] for s in range(0, len(ex.words), 5)]
+        assert all(sum(w) == -(-len(w) // 5) for w in windows)  # ceil(0.2 * n) words of every window

@@ -38,7 +38,7 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Text to ids."""
 
-    max_len: int = Field(400, ge=1, description="Document words kept (the rest is cut from the end). Reference: 300.")
+    max_len: int = Field(400, ge=1, description="Document words read at once: training reads the first max_len (a warning counts the longer documents); rationalize reads every window of max_len. Reference: 300.")
     max_query_len: int = Field(48, ge=0, description="Query words kept when the query is appended after the document.")
     lowercase: bool = Field(True, description="Lowercase words before the vocabulary lookup.")
     min_count: int = Field(1, ge=1, description="A training word enters the vocabulary when it occurs this often.")

@@ -9,6 +9,7 @@ is in players.py. The run dir is locked for the whole of training (one process p
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -43,6 +44,8 @@ from invrat.vocab import Vocab
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example, Splits
 from rationale_commons.runtime import choose_device, fault_point, lock_run_dir, seed_everything
+
+log = logging.getLogger("invrat")
 
 _NO_DEV_ENVS = (
     "select_by='invariance' needs an environment on every dev example (environments 'column' with an env on "
@@ -109,6 +112,11 @@ def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_
     label_index = {lab: i for i, lab in enumerate(labels)}
     vocab = Vocab.build(train, lowercase=config.data.lowercase, min_count=config.data.min_count, max_vocab=config.data.max_vocab, max_len=config.data.max_len)
     init, emb_info = initial_embeddings(config, vocab)
+    longer = sum(len(ex.words) > config.data.max_len for ex in train)
+    if longer:
+        log.warning("invrat: warning: %d of %d training documents are longer than max_len = %d words: training reads "
+                    "their first %d (rationalize reads every window of %d)", longer, len(train), config.data.max_len,
+                    config.data.max_len, config.data.max_len)
     train_data = prepare(train, vocab, label_index, config, None)
     dev_data = prepare(val, vocab, label_index, config, None)
     gold = [ex.rationale for ex in val] if any(ex.rationale is not None for ex in val) else None
