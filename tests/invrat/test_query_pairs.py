@@ -71,3 +71,22 @@ def test_query_aware_generator_finds_the_queried_statement(pairs, tmp_path) -> N
     masks, masks_flipped = ([r.mask for r in rationalize(blind, exs)] for exs in (test, flipped))
     assert sum(a == b for a, b in zip(masks, masks_flipped, strict=True)) >= 0.9 * len(test)
     assert _token_f1(test, masks) < 0.7
+
+
+def test_a_run_from_before_query_attention_resumes_with_its_own_players(tmp_path) -> None:
+    import json
+
+    from invrat.model import is_query_aware
+    from rationale_commons.runtime import load_safetensors
+
+    splits = make_task("pair", seed=0, n_train=24, n_val=8, n_test=4, doc_words=(10, 12))
+    old = InvRatConfig(hidden_dim=8, embedding_dim=8, epochs=1, warmup_epochs=0, restarts=1, progress=False,
+                       num_threads=1, query_attention=False)
+    run_dir = train_invrat(splits, old, tmp_path / "run")
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["players"]["query_attention"]  # as written before the option existed
+    (run_dir / "config.json").write_text(json.dumps(config))
+    train_invrat(splits, old.model_copy(update={"epochs": 2, "query_attention": True}), run_dir, resume=True)
+    assert len(json.loads((run_dir / "metrics.json").read_text())) == 2
+    assert not is_query_aware(load_safetensors(run_dir / "model.safetensors"))
+    assert rationalize(run_dir, splits.test)

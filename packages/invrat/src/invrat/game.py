@@ -35,7 +35,7 @@ from invrat.environments import (
     places_unseen_examples,
     resolve_policy,
 )
-from invrat.model import build_players
+from invrat.model import build_players, is_query_aware
 from invrat.players import optimizers, player_step
 from invrat.reference_envs import fit_reference_envs
 from invrat.schedules import diff_weight, temperature
@@ -69,7 +69,9 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
         train, val = train_and_dev(splits, config.game.seed)
         ckpt = run_dir.check_run_dir(out_dir, resume, config)
         run_dir.start(out_dir)
-        game = _set_up(train, val, config, out_dir, resumed=ckpt is not None)
+        # a resumed run keeps the players it was started with (runs from before query attention had none)
+        query_aware = is_query_aware(ckpt["players"]) if ckpt else config.players.query_attention and any(ex.query for ex in train)
+        game = _set_up(train, val, config, out_dir, resumed=ckpt is not None, query_aware=query_aware)
         history = _History.resumed(out_dir, ckpt)
         for restart in range(history.start_restart, config.model_selection.restarts):
             _play_restart(game, restart, history, ckpt if ckpt is not None and ckpt["restart"] == restart else None)
@@ -103,7 +105,9 @@ class _Game:
         return self.config.game.active_schedule() if self.env_player else [p for p in self.config.game.schedule if p != "fe"]
 
 
-def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_dir: Path, *, resumed: bool) -> _Game:
+def _set_up(
+    train: list[Example], val: list[Example], config: InvRatConfig, out_dir: Path, *, resumed: bool, query_aware: bool
+) -> _Game:
     """Vocabulary, word vectors, data and environments of the run; writes the run files."""
     if config.runtime.num_threads:
         torch.set_num_threads(config.runtime.num_threads)
@@ -120,7 +124,6 @@ def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_
     train_data = prepare(train, vocab, label_index, config, None)
     dev_data = prepare(val, vocab, label_index, config, None)
     gold = [ex.rationale for ex in val] if any(ex.rationale is not None for ex in val) else None
-    query_aware = config.players.query_attention and any(ex.query for ex in train)
 
     policy = resolve_policy(train, config)
     if config.experimental.select_by == "invariance" and not places_unseen_examples(config, policy):

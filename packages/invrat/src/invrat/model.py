@@ -8,6 +8,7 @@ Axis letters: B batch, T time (tokens), D embedding size, H hidden size, C label
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -241,6 +242,11 @@ def inference_rationale(
 def predictor_input_mask(z: torch.Tensor, doc_mask: torch.Tensor, real_mask: torch.Tensor) -> torch.Tensor:
     """What the predictors see: the selected document tokens, plus the separator and query (always)."""
     return z + (real_mask - doc_mask)
+
+
+def is_query_aware(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a players' state dict was saved by query-aware players (those of older runs never are)."""
+    return any(key.startswith("g.query_attention.") for key in state)
 
 
 def build_players(

@@ -14,7 +14,7 @@ from torch import nn
 
 from invrat.config import InvRatConfig
 from invrat.embeddings import initial_embeddings
-from invrat.model import build_players
+from invrat.model import build_players, is_query_aware
 from invrat.vocab import Vocab
 from rationale_commons.errors import DataError, first_line, validation_message
 from rationale_commons.runtime import load_safetensors, read_json
@@ -62,7 +62,7 @@ def load_run(run_dir: Path) -> TrainedRun:
 
 def _load_players(path: Path, config: InvRatConfig, vocab: Vocab, n_labels: int) -> nn.ModuleDict:
     state = load_safetensors(path)  # a DataError naming the file
-    query_aware = any(k.startswith("g.query_attention.") for k in state)  # trained on pair data with it
+    query_aware = is_query_aware(state)
     try:  # word vector size, whatever its source (a query-aware player reads one more feature)
         dim = state["g.encoder.forward_gru.weight_ih_l0"].shape[1] - int(query_aware)
         n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - dim - int(query_aware)
