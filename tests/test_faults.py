@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from invrat import train_invrat
 from invrat.config import load_config as load_invrat_config
+from invrat.recipe import recipe_config
 from rational_lamol.config import load_config as load_lamol_config
 from rational_lamol.pipeline import run_experiment
 from rationale_commons.eraser_io import write_eraser
@@ -135,7 +136,9 @@ def test_invrat_train_killed_during_a_save_and_between_checkpoint_and_metrics_re
     config = tmp_path / "tiny.toml"
     config.write_text(INVRAT_TOML, encoding="utf-8")
     ref, out = tmp_path / "ref", tmp_path / "out"
-    train_invrat(load_data(str(data)), load_invrat_config(config), ref)  # the uninterrupted run
+    splits = load_data(str(data))
+    # the uninterrupted run, with the settings `invrat train` fills in (recipe.py)
+    train_invrat(splits, recipe_config(load_invrat_config(config), splits.train), ref)
 
     # 1. killed while the first checkpoint.pt is being written: only its temporary file exists
     assert_killed(cli("invrat.cli", "train", data, "--out", out, "--config", config, fault="commit:checkpoint.pt"))

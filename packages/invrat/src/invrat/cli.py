@@ -18,9 +18,11 @@ from typing import Annotated, Any
 
 import typer
 
+from invrat.evaluate import split_name
 from rationale_commons.cli_errors import one_line_errors
 from rationale_commons.errors import DataError
-from rationale_commons.loaders import ColumnMapping
+from rationale_commons.loaders import ColumnMapping, SplitColumns
+from rationale_commons.records import SPLIT_NAMES
 
 app = typer.Typer(
     add_completion=False,
@@ -48,9 +50,10 @@ _COLUMN_HELP = {
 
 
 def _with_columns(*fields: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the ``--<field>-column`` options of ``fields``, in place of its ``columns``
-    parameter, and call it with their ``ColumnMapping`` (None when no option is given): one
-    definition of the column options for every command that reads data."""
+    """Give a command the ``--<field>-column`` options of ``fields`` and ``--split-column``, in place
+    of its ``columns`` parameter, and call it with their mapping (one ``ColumnMapping``, one per split
+    when ``--split-column`` is given, None when no option is): one definition of the column options
+    for every command that reads data."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = [
@@ -61,6 +64,14 @@ def _with_columns(*fields: str) -> Callable[[Callable[..., Any]], Callable[..., 
                 annotation=Annotated[str | None, typer.Option(f"--{f}-column", help=_COLUMN_HELP[f])],
             )
             for f in fields
+        ] + [
+            inspect.Parameter(
+                "split_column",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=None,
+                annotation=Annotated[list[str] | None, typer.Option(
+                    "--split-column", help="SPLIT:FIELD=COLUMN, a column of one split only (e.g. test:text=body); repeatable.")],
+            )
         ]
         signature = inspect.signature(fn, eval_str=True)
         params = [
@@ -69,7 +80,7 @@ def _with_columns(*fields: str) -> Callable[[Callable[..., Any]], Callable[..., 
 
         @wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            columns = _columns({f: kwargs.pop(f"{f}_column") for f in fields})
+            columns = _columns({f: kwargs.pop(f"{f}_column") for f in fields}, kwargs.pop("split_column"))
             return fn(*args, columns=columns, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=params)  # what typer reads
@@ -78,10 +89,18 @@ def _with_columns(*fields: str) -> Callable[[Callable[..., Any]], Callable[..., 
     return decorate
 
 
-def _columns(given: dict[str, str | None]) -> ColumnMapping | None:
-    if all(v is None for v in given.values()):
-        return None
-    return ColumnMapping(**{k: v for k, v in given.items() if v is not None})
+def _columns(given: dict[str, str | None], split_columns: list[str] | None) -> SplitColumns:
+    base = {k: v for k, v in given.items() if v is not None}
+    if not split_columns:
+        return ColumnMapping(**base) if base else None
+    per_split = {split: dict(base) for split in SPLIT_NAMES}
+    for item in split_columns:
+        split, sep, assignment = item.partition(":")
+        field, eq, column = assignment.partition("=")
+        if not sep or not eq or not column or field not in given:
+            raise DataError(f"--split-column {item!r}: expected SPLIT:FIELD=COLUMN with FIELD one of {', '.join(given)}")
+        per_split[split_name(split)][field] = column
+    return {split: ColumnMapping(**mapping) for split, mapping in per_split.items()}
 
 
 @app.command()
@@ -91,32 +110,46 @@ def train(
     data: Annotated[str, typer.Argument(help="An ERASER folder, a table file/folder (jsonl/json/csv/tsv/parquet) or a datasets name.")],
     out: Annotated[Path, typer.Option("--out", help="Run dir to create (or continue with --resume).")],
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of InvRatConfig fields.")] = None,
-    columns: ColumnMapping | None = None,
+    columns: SplitColumns = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last finished epoch; with a larger --epochs, train a finished single-restart run on.")] = False,
     epochs: Annotated[int | None, typer.Option(help="Override config.game.epochs.")] = None,
     restarts: Annotated[int | None, typer.Option(help="Override config.model_selection.restarts.")] = None,
     environments: Annotated[str | None, typer.Option(help="auto | column | single | rule | infer.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads (config.runtime.num_threads).")] = None,
+    train_split: Annotated[str, typer.Option("--train-split", help="The split to train on (val selects the model unless it is this split).")] = "train",
+    max_examples: Annotated[int | None, typer.Option("--max-examples", min=1, help="At most the first N examples of each split.")] = None,
+    skip_missing_docs: Annotated[bool, typer.Option("--skip-missing-docs", help="ERASER: leave out annotations whose document is missing (a warning counts them).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
-    """Train InvRat on DATA's train split (val selects the model) and write RUN_DIR."""
+    """Train InvRat on DATA's train split (val selects the model) and write RUN_DIR.
+
+    Keys the config leaves unset get the recipe for new data (invrat/recipe.py): top-alpha selection
+    in training and output, no logistic noise, alpha from the median document length."""
     from invrat.config import load_config
+    from invrat.data import train_and_dev
+    from invrat.data_spec import DataSpec, save_spec
     from invrat.game import train_invrat
-    from rationale_commons.loaders import load_data
+    from invrat.recipe import kept_model_warnings, recipe_config
 
     cfg = load_config(config, epochs=epochs, restarts=restarts, environments=environments, device=device,
-                      progress=False if quiet else None)
-    if columns is not None and columns.env and cfg.environments.policy == "auto":
+                      num_threads=threads, progress=False if quiet else None)
+    spec = DataSpec.of(columns, train_split=train_split, skip_missing_docs=skip_missing_docs, max_examples=max_examples)
+    splits = spec.load(data)
+    cfg = recipe_config(cfg, splits.train)
+    if any(m.env for m in spec.columns.values()) and cfg.environments.policy == "auto":
         cfg = cfg.model_copy(update={"environments": "column"})
-    splits = load_data(data, columns)
     run_dir = train_invrat(splits, cfg, out, resume=resume)
+    save_spec(run_dir, spec)
     selection = json.loads((run_dir / "selection.json").read_text(encoding="utf-8"))
     typer.echo(
         f"run dir {run_dir}: selected restart {selection['restart']} epoch {selection['epoch']} "
         f"(dev acc {selection['dev_acc']:.3f}, selection rate {selection['dev_selection_rate']:.3f}"
         + (f", dev objective {selection['dev_objective']:.3f}" if cfg.experimental.select_by == "invariance" else "")
-        + ")"
+        + f"; alpha {cfg.game.alpha}, selection {cfg.game.selection})"
     )
+    for warning in kept_model_warnings(selection, train_and_dev(splits, cfg.game.seed)[1]):
+        typer.echo(f"invrat: warning: {warning}", err=True)
 
 
 @app.command()
@@ -131,16 +164,17 @@ def rationalize(
     batch_size: Annotated[int | None, typer.Option(help="Inference batch size.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps.")] = None,
     selection: Annotated[str | None, typer.Option(help="threshold | top_alpha (default: the run's config).")] = None,
-    columns: ColumnMapping | None = None,
+    columns: SplitColumns = None,
 ) -> None:
-    """Write one ERASER line per example of DATA's split, in the input's order."""
-    from invrat.evaluate import split_examples
+    """Write one ERASER line per example of DATA's split, in the input's order (read with the run's
+    column mapping unless column options are given)."""
+    from invrat.data_spec import read_split
     from invrat.rationalize import Rationalizer, to_annotations, to_results
     from rationale_commons.eraser_io import write_annotations
     from rationale_commons.runtime import write_jsonl_atomic
 
     model = Rationalizer(run_dir, device=device, selection=selection)  # checks the run dir before reading data
-    examples = split_examples(data, split, columns)
+    examples = read_split(data, split, columns, run_dir)
     rationales = model(examples, batch_size)
     if format == Format.annotations:
         write_annotations(out, to_annotations(examples, rationales))
@@ -155,20 +189,48 @@ def rationalize(
 @_with_columns("text", "label", "query", "id", "rationale")
 def evaluate(
     predictions: Annotated[Path, typer.Argument(help="Results (or annotation) JSONL from `invrat rationalize`.")],
-    gold: Annotated[str, typer.Option("--gold", help="Data with gold rationales (same forms as train).")],
+    gold: Annotated[str, typer.Option("--gold", help="The data the predictions are for (same forms as train).")],
     split: Annotated[str, typer.Option(help="The split the predictions are for.")] = "test",
+    run: Annotated[Path | None, typer.Option("--run", help="The run dir: read DATA with its column mapping, fit the TF-IDF baseline on its train split.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every score here.")] = None,
-    columns: ColumnMapping | None = None,
+    columns: SplitColumns = None,
 ) -> None:
-    """ERASER metrics (the ERASER scorer's numbers, as fractions)."""
+    """ERASER metrics (the ERASER scorer's numbers, as fractions) beside a random and a first-k selection
+    of as many words, and label accuracy beside a full-text TF-IDF logistic regression and the majority class."""
+    from invrat.data_spec import read_spec
     from invrat.evaluate import evaluate_file
+    from invrat.trained_run import RUN_FILES
     from rationale_commons.runtime import write_json_atomic
 
-    report = evaluate_file(predictions, gold, split, columns)
-    for key, value in report["summary"].items():
-        typer.echo(f"{key:>18}  {value:.4f}")
+    if run is not None and not all((run / f).is_file() for f in RUN_FILES):
+        raise DataError("not an invrat run dir", path=run)
+    spec = read_spec(run) if run is not None else None
+    report = evaluate_file(
+        predictions, gold, split, columns if columns is not None or spec is None else spec.columns,
+        train_split=spec.train_split if spec else "train", max_train_examples=spec.max_examples if spec else None,
+        skip_missing_docs=bool(spec and spec.skip_missing_docs),
+    )
+    for line in _report_lines(report):
+        typer.echo(line)
     if json_out is not None:
         write_json_atomic(json_out, report)
+
+
+def _report_lines(report: dict[str, Any]) -> list[str]:
+    """The scores beside their baselines: a table of the rationale metrics, then the accuracies."""
+    summary, baselines = report["summary"], report["baselines"]
+    shown = [k for k in summary if k not in ("accuracy", "macro_f1")]
+    selections = [name for name in ("random", "first_k") if name in baselines]
+    lines = []
+    if shown:
+        lines.append(f"{'':>18}  {'invrat':>8}" + "".join(f"  {name:>8}" for name in selections))
+        lines += [f"{key:>18}  {summary[key]:8.4f}" + "".join(f"  {baselines[name].get(key, float('nan')):8.4f}" for name in selections)
+                  for key in shown]
+    labels = [("invrat", summary.get("accuracy")), ("tf-idf logreg", baselines.get("tfidf_logreg_accuracy")),
+              ("majority", baselines.get("majority_accuracy"))]
+    if any(v is not None for _, v in labels):
+        lines.append("accuracy: " + " | ".join(f"{name} {v:.4f}" for name, v in labels if v is not None))
+    return lines
 
 
 @app.command()
@@ -180,7 +242,7 @@ def show(
     html_out: Annotated[Path, typer.Option("--html", help="Output HTML file.")],
     split: Annotated[str, typer.Option(help="The split the predictions are for.")] = "test",
     limit: Annotated[int, typer.Option(help="At most this many documents.")] = 200,
-    columns: ColumnMapping | None = None,
+    columns: SplitColumns = None,
 ) -> None:
     """An HTML page with rationale tokens highlighted (gold beside them where present)."""
     from invrat.evaluate import read_predictions, split_examples

@@ -38,7 +38,7 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Text to ids."""
 
-    max_len: int = Field(400, ge=1, description="Document words kept (the rest is cut from the end). Reference: 300.")
+    max_len: int = Field(400, ge=1, description="Document words read at once: training reads the first max_len (a warning counts the longer documents); rationalize reads every window of max_len. Reference: 300.")
     max_query_len: int = Field(48, ge=0, description="Query words kept when the query is appended after the document.")
     lowercase: bool = Field(True, description="Lowercase words before the vocabulary lookup.")
     min_count: int = Field(1, ge=1, description="A training word enters the vocabulary when it occurs this often.")
@@ -88,6 +88,14 @@ class PlayersConfig(_Section):
             "The generator reads f_i's embedding table (and never updates it) instead of owning one. Not in the "
             "reference (three separate tables); with scratch embeddings it lets the generator see word meaning that "
             "the predictor has learned, which makes the game converge far more reliably."
+        ),
+    )
+    query_attention: bool = Field(
+        True,
+        description=(
+            "Pair data (a query with each document): the generator reads, per word, whether it occurs in the query "
+            "and attends from every word to the query's states, so its scores depend on the query. Not in the paper; "
+            "false keeps the reference's document-then-query sequence alone, whose scores barely move with the query."
         ),
     )
     hidden_dim: int = Field(64, ge=1, description="GRU hidden size per direction. CPU-sized (reference 100-200).")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from invrat.config import InvRatConfig
+from invrat.multiple_choice import refuse_multiple_choice
 from invrat.vocab import Batch, Encoded, Vocab, collate, encode
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example, Splits
@@ -61,6 +62,7 @@ def train_and_dev(splits: Splits, seed: int) -> tuple[list[Example], list[Exampl
     train = list(splits.train)
     if not train:
         raise DataError("the training split is empty", field="train")
+    refuse_multiple_choice(train)
     val = list(splits.val)
     if not val:  # selection needs held-out data
         train, val = split_dev(train, seed)

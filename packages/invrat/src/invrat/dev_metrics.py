@@ -34,12 +34,12 @@ def evaluate_players(
     for idx in length_sorted_batches(data.encoded, config.runtime.eval_batch_size):
         b = data.batch(idx).to(device)
         with autocast(device, config.runtime.precision):
-            logits = players["g"](b.ids, b.lengths)
+            logits = players["g"](b.ids, b.lengths, b.query_mask)
             z, _ = inference_rationale(logits.float(), b.doc_mask, selection=config.game.selection, alpha=config.game.alpha)
             zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
-            out = players["fi"](b.ids, b.lengths, zin, b.real_mask)
+            out = players["fi"](b.ids, b.lengths, zin, b.real_mask, query_mask=b.query_mask)
             if aware:
-                out_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs).float()
+                out_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs, query_mask=b.query_mask).float()
                 if config.experimental.env_residual:
                     out_e = out_e + out.float()
                 loss_e_sum += float(F.cross_entropy(out_e, b.labels, reduction="sum"))

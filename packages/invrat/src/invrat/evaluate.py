@@ -7,21 +7,23 @@ picks the gold annotations of a split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from invrat.baselines import label_baselines, selection_baselines
 from rationale_commons.eraser_io import examples_to_annotations
 from rationale_commons.errors import DataError
 from rationale_commons.loaders import (
-    ColumnMapping,
+    SplitColumns,
     is_eraser_folder,
     load_data,
     load_documents,
     read_annotations,
     read_jsonl,
 )
-from rationale_commons.metrics.eraser import score_results, summary
-from rationale_commons.records import Annotation, Example
+from rationale_commons.metrics.eraser import classification_report, score_results, summary
+from rationale_commons.records import Annotation, Example, Splits
 
 
 def read_eraser_lines(path: str | Path) -> list[dict[str, Any]]:
@@ -56,46 +58,84 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     return [row if "rationales" in row else annotation_to_result(row) for row in read_eraser_lines(path)]
 
 
-def split_examples(data: str | Path, split: str, columns: ColumnMapping | None = None) -> list[Example]:
-    splits = load_data(data, columns)
-    examples = splits[split]
+#: What users call the splits (HuggingFace's "validation", "dev") → the split it is.
+_SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "dev": "val", "test": "test"}
+
+
+def split_name(split: str) -> str:
+    """``split`` as one of train / val / test (``dev`` and ``validation`` are val); a DataError otherwise."""
+    if split not in _SPLIT_ALIASES:
+        raise DataError(f"unknown split {split!r}; expected train, val (or dev, validation) or test", field="split")
+    return _SPLIT_ALIASES[split]
+
+
+def examples_of(splits: Splits, split: str, data: str | Path) -> list[Example]:
+    """The examples of a split (aliases allowed); an empty split is a DataError."""
+    examples = splits[split_name(split)]
     if not examples:
         raise DataError(f"split {split!r} is empty", path=data)
     return examples
 
 
-def gold_for(data: str | Path, split: str, columns: ColumnMapping | None = None) -> tuple[list[Annotation], dict[str, list[str]]]:
+def split_examples(data: str | Path, split: str, columns: SplitColumns = None) -> list[Example]:
+    return examples_of(load_data(data, columns), split, data)
+
+
+def gold_for(data: str | Path, split: str, examples: Sequence[Example]) -> tuple[list[Annotation], dict[str, list[str]]]:
     """Gold annotations and documents of a split: the ERASER file itself for ERASER folders
     (its evidence spans as written), else the examples' rationale masks as spans."""
     path = Path(data)
     if path.is_dir() and is_eraser_folder(path):
-        ann_path = path / f"{split}.jsonl"
-        if not ann_path.is_file():
-            raise DataError(f"no {split}.jsonl", path=path)
-        gold = read_annotations(ann_path)
+        gold = read_annotations(path / f"{split_name(split)}.jsonl")
         docids = {d for ann in gold for d in ann.document_ids()}
         return gold, load_documents(path, docids)
-    examples = split_examples(data, split, columns)
-    if all(ex.rationale is None for ex in examples):
-        raise DataError(f"split {split!r} has no gold rationales to score against", path=data)
     return examples_to_annotations(examples), {ex.document_id: ex.words for ex in examples}
 
 
+def _score(results: list[dict[str, Any]], gold: list[Annotation], documents: dict[str, list[str]], path: str | Path) -> dict[str, Any]:
+    try:
+        return score_results(results, gold, documents)
+    except (ValueError, KeyError) as exc:
+        raise DataError(str(exc).splitlines()[0], path=path) from None
+
+
 def evaluate_file(
-    predictions: str | Path, gold_data: str | Path, split: str = "test", columns: ColumnMapping | None = None
+    predictions: str | Path, gold_data: str | Path, split: str = "test", columns: SplitColumns = None,
+    *, train_split: str = "train", max_train_examples: int | None = None, skip_missing_docs: bool = False,
 ) -> dict[str, Any]:
-    """``{"summary": flat headline numbers, "scores": the full score_results dict, "n": counts}``."""
+    """``{"summary": flat headline numbers, "scores": the full score_results dict, "n": counts,
+    "baselines": the same numbers for a random and a first-k selection of as many words, and the
+    accuracies of a TF-IDF logistic regression (trained on the first ``max_train_examples`` of
+    ``train_split``) and of the majority class}``.
+
+    Without gold rationales only the labels are scored (predictions need their ``classification``)."""
     results = read_predictions(predictions)
-    gold, documents = gold_for(gold_data, split, columns)
-    known = {g.annotation_id for g in gold}
-    unknown = [r["annotation_id"] for r in results if str(r["annotation_id"]) not in known]
+    splits = load_data(gold_data, columns, skip_missing_docs=skip_missing_docs)
+    examples = examples_of(splits, split, gold_data)
+    by_id = {ex.id: ex for ex in examples}
+    unknown = [r["annotation_id"] for r in results if str(r["annotation_id"]) not in by_id]
     if unknown:
         raise DataError(
             f"{len(unknown)} prediction(s) have no gold annotation in split {split!r} (first: {unknown[0]!r})",
             path=predictions,
         )
-    try:
-        scores = score_results(results, gold, documents)
-    except (ValueError, KeyError) as exc:
-        raise DataError(str(exc).splitlines()[0], path=predictions) from None
-    return {"summary": summary(scores), "scores": scores, "n": {"predictions": len(results), "gold": len(gold)}}
+    predicted = [by_id[str(r["annotation_id"])] for r in results]
+    baselines: dict[str, Any] = {}
+    if any(ex.rationale is not None for ex in examples):
+        gold, documents = gold_for(gold_data, split, examples)
+        scores = _score(results, gold, documents, predictions)
+        for name, lines in selection_baselines(results, documents).items():
+            baselines[name] = summary(_score(lines, gold, documents, predictions))
+        n_gold = len(gold)
+    else:  # labels only
+        if any("classification" not in r for r in results):
+            raise DataError(f"split {split!r} has no gold rationales and the predictions no labels: nothing to score "
+                            "(write them with --format results)", path=predictions)
+        report = classification_report([ex.label for ex in predicted], [str(r["classification"]) for r in results])
+        scores = {"classification_scores": {"accuracy": report["accuracy"], "prf": report}}
+        n_gold = len(examples)
+    train = splits[split_name(train_split)][:max_train_examples]
+    if train:
+        baselines |= label_baselines(train, predicted)
+    return {"summary": summary(scores), "scores": scores, "baselines": baselines,
+            "n": {"predictions": len(results), "gold": n_gold}}

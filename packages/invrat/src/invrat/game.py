@@ -9,6 +9,7 @@ is in players.py. The run dir is locked for the whole of training (one process p
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -34,7 +35,7 @@ from invrat.environments import (
     places_unseen_examples,
     resolve_policy,
 )
-from invrat.model import build_players
+from invrat.model import build_players, is_query_aware
 from invrat.players import optimizers, player_step
 from invrat.reference_envs import fit_reference_envs
 from invrat.schedules import diff_weight, temperature
@@ -43,6 +44,8 @@ from invrat.vocab import Vocab
 from rationale_commons.errors import DataError
 from rationale_commons.records import Example, Splits
 from rationale_commons.runtime import choose_device, fault_point, lock_run_dir, seed_everything
+
+log = logging.getLogger("invrat")
 
 _NO_DEV_ENVS = (
     "select_by='invariance' needs an environment on every dev example (environments 'column' with an env on "
@@ -66,7 +69,9 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
         train, val = train_and_dev(splits, config.game.seed)
         ckpt = run_dir.check_run_dir(out_dir, resume, config)
         run_dir.start(out_dir)
-        game = _set_up(train, val, config, out_dir, resumed=ckpt is not None)
+        # a resumed run keeps the players it was started with (runs from before query attention had none)
+        query_aware = is_query_aware(ckpt["players"]) if ckpt else config.players.query_attention and any(ex.query for ex in train)
+        game = _set_up(train, val, config, out_dir, resumed=ckpt is not None, query_aware=query_aware)
         history = _History.resumed(out_dir, ckpt)
         for restart in range(history.start_restart, config.model_selection.restarts):
             _play_restart(game, restart, history, ckpt if ckpt is not None and ckpt["restart"] == restart else None)
@@ -88,6 +93,7 @@ class _Game:
     dev: Prepared
     gold: list[list[int] | None] | None
     n_envs: int
+    query_aware: bool
 
     @property
     def env_player(self) -> bool:
@@ -99,7 +105,9 @@ class _Game:
         return self.config.game.active_schedule() if self.env_player else [p for p in self.config.game.schedule if p != "fe"]
 
 
-def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_dir: Path, *, resumed: bool) -> _Game:
+def _set_up(
+    train: list[Example], val: list[Example], config: InvRatConfig, out_dir: Path, *, resumed: bool, query_aware: bool
+) -> _Game:
     """Vocabulary, word vectors, data and environments of the run; writes the run files."""
     if config.runtime.num_threads:
         torch.set_num_threads(config.runtime.num_threads)
@@ -108,6 +116,11 @@ def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_
     label_index = {lab: i for i, lab in enumerate(labels)}
     vocab = Vocab.build(train, lowercase=config.data.lowercase, min_count=config.data.min_count, max_vocab=config.data.max_vocab, max_len=config.data.max_len)
     init, emb_info = initial_embeddings(config, vocab)
+    longer = sum(len(ex.words) > config.data.max_len for ex in train)
+    if longer:
+        log.warning("invrat: warning: %d of %d training documents are longer than max_len = %d words: training reads "
+                    "their first %d (rationalize reads every window of %d)", longer, len(train), config.data.max_len,
+                    config.data.max_len, config.data.max_len)
     train_data = prepare(train, vocab, label_index, config, None)
     dev_data = prepare(val, vocab, label_index, config, None)
     gold = [ex.rationale for ex in val] if any(ex.rationale is not None for ex in val) else None
@@ -120,12 +133,13 @@ def _set_up(train: list[Example], val: list[Example], config: InvRatConfig, out_
     else:
         env_names = environments_for(train, config, policy)
         if env_names is None:
-            env_names = fit_reference_envs(train_data, len(vocab), len(labels), config, device, init)
+            env_names = fit_reference_envs(train_data, len(vocab), len(labels), config, device, init, query_aware)
     train_data.envs, env_order = index_environments(env_names)
     dev_data.envs = dev_environments(val, config, policy, env_order)
     if config.experimental.select_by == "invariance" and dev_data.envs is None:
         raise DataError(_NO_DEV_ENVS, field="select_by")
-    game = _Game(config, out_dir, device, len(vocab), len(labels), init, train_data, dev_data, gold, len(env_order))
+    game = _Game(config, out_dir, device, len(vocab), len(labels), init, train_data, dev_data, gold, len(env_order),
+                 query_aware)
     envs = {"policy": policy, "names": env_order, "counts": {e: env_names.count(e) for e in env_order},
             "env_player": game.env_player, "per_example": env_names, "embedding": emb_info}
     run_dir.write_run_files(out_dir, config, fresh=not resumed, vocab=vocab, labels=labels, envs=envs)
@@ -153,7 +167,8 @@ def _play_restart(game: _Game, restart: int, history: _History, ckpt: dict | Non
     """One restart's epochs (from the checkpoint's next epoch when resuming it), each judged and committed."""
     config, out_dir = game.config, game.out_dir
     seed_everything(config.game.seed + restart)
-    players = build_players(config, game.n_words, game.n_labels, game.n_envs, game.init).to(game.device)
+    players = build_players(config, game.n_words, game.n_labels, game.n_envs, game.init,
+                            query_aware=game.query_aware).to(game.device)
     opts = optimizers(players, config)
     start_epoch, step = 0, 0
     if ckpt is not None:

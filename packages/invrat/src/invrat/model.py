@@ -8,6 +8,7 @@ Axis letters: B batch, T time (tokens), D embedding size, H hidden size, C label
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -15,6 +16,7 @@ from torch import nn
 from invrat.config import InvRatConfig
 from invrat.encoder import ContextualWords
 from invrat.losses import straight_through
+from invrat.vocab import SEP_ID
 
 WordFeatures = nn.Embedding | ContextualWords  # what a player reads words through
 
@@ -59,23 +61,71 @@ class BiGRU(nn.Module):
         return torch.cat([fwd, reverse_within_length(bwd, lengths)], dim=-1)  # (B, T, 2H)
 
 
-class Generator(nn.Module):
-    """g: a selection logit per token; the caller turns it into a hard mask."""
+def query_matches(ids: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) 1.0 where a word also occurs in its example's query (exact id match, specials excluded).
 
-    def __init__(self, embedding: WordFeatures, hidden_dim: int, dropout: float, alpha: float = 0.5) -> None:
+    The exact-match feature of DrQA (Chen et al. 2017): on claim and question data the evidence
+    shares words with the query, and a BiGRU cannot find shared words across the separator by itself.
+    """
+    query_ids = ids.masked_fill(query_mask == 0, -1)  # (B, T): -1 off the query
+    shared = (ids.unsqueeze(2) == query_ids.unsqueeze(1)).any(dim=2)  # (B, T)
+    return (shared & (ids > SEP_ID) & (query_mask == 0)).to(torch.float32)
+
+
+def with_query_matches(x: torch.Tensor, ids: torch.Tensor, query_mask: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """x (B, T, D) with the exact-match flag as one more feature, zeroed where ``keep`` (B, T) is 0."""
+    flag = query_matches(ids, query_mask) if keep is None else query_matches(ids, query_mask) * keep
+    return torch.cat([x, flag.unsqueeze(-1).to(x.dtype)], dim=-1)
+
+
+class QueryAttention(nn.Module):
+    """Every position attends to the query's states: [h, c, h * c] with c the attended query summary
+    (BiDAF's context-to-query attention, Seo et al. 2017), projected back to the states' size."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.fuse = nn.Linear(3 * dim, dim)
+
+    def forward(self, h: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
+        scores = self.key(h) @ h.transpose(1, 2)  # (B, T, T): position t against query position j
+        scores = scores.masked_fill(query_mask.unsqueeze(1) == 0, float("-inf"))
+        weights = torch.nan_to_num(scores.softmax(dim=-1))  # rows of an example without a query are all -inf: 0
+        c = weights @ h  # (B, T, 2H)
+        return torch.relu(self.fuse(torch.cat([h, c, h * c], dim=-1)))
+
+
+class Generator(nn.Module):
+    """g: a selection logit per token; the caller turns it into a hard mask.
+
+    ``query_aware`` (pair data): each word also reads whether it occurs in the query, and its state
+    attends to the query's states, so the same document scores differently under different queries.
+    """
+
+    def __init__(
+        self, embedding: WordFeatures, hidden_dim: int, dropout: float, alpha: float = 0.5, *, query_aware: bool = False
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.drop = nn.Dropout(dropout)
-        self.encoder = BiGRU(embedding.embedding_dim, hidden_dim)
+        self.encoder = BiGRU(embedding.embedding_dim + int(query_aware), hidden_dim)
         self.head = nn.Linear(2 * hidden_dim, 1)
         # Start near the target selection rate: from 50% the sparsity term drives every logit down at
         # once and Adam overshoots into "select nothing", where sigmoid'(logit) ~ 0 leaves no gradient.
         with torch.no_grad():
             self.head.bias.fill_(math.log(alpha / (1 - alpha)) if 0 < alpha < 1 else 0.0)
+        self.query_attention = QueryAttention(2 * hidden_dim) if query_aware else None
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``query_mask`` (B, T): 1 on the separator and query positions (needed when query-aware)."""
         x = self.drop(self.embedding(ids))  # (B, T, D)
+        if self.query_attention is not None:
+            if query_mask is None:
+                raise ValueError("a query-aware generator needs the query positions")
+            x = with_query_matches(x, ids, query_mask)  # (B, T, D+1)
         h = self.drop(self.encoder(x, lengths))  # (B, T, 2H)
+        if self.query_attention is not None:
+            h = self.drop(self.query_attention(h, query_mask))
         return self.head(h).squeeze(-1)  # (B, T) logits
 
 
@@ -84,16 +134,20 @@ class Predictor(nn.Module):
 
     Unselected words' vectors are zeroed (and hidden from a contextual encoder); f_e concatenates
     the one-hot of the example's environment to every token embedding (any number of environments).
-    The sequence is max-pooled over real positions.
+    ``query_aware``: as the generator, the exact-match flag (of selected words) and attention to the
+    always-visible query. The sequence is max-pooled over real positions.
     """
 
-    def __init__(self, embedding: WordFeatures, hidden_dim: int, n_labels: int, n_envs: int, dropout: float) -> None:
+    def __init__(
+        self, embedding: WordFeatures, hidden_dim: int, n_labels: int, n_envs: int, dropout: float, *, query_aware: bool = False
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.n_envs = n_envs
         self.drop = nn.Dropout(dropout)
-        self.encoder = BiGRU(embedding.embedding_dim + n_envs, hidden_dim)
+        self.encoder = BiGRU(embedding.embedding_dim + int(query_aware) + n_envs, hidden_dim)
         self.head = nn.Linear(2 * hidden_dim, n_labels)
+        self.query_attention = QueryAttention(2 * hidden_dim) if query_aware else None
 
     def forward(
         self,
@@ -102,16 +156,23 @@ class Predictor(nn.Module):
         z: torch.Tensor,
         real_mask: torch.Tensor,
         envs: torch.Tensor | None = None,
+        query_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # the encoder must not read the unselected words at all; a table's vectors are zeroed after the lookup
         words = self.embedding(ids, z) if isinstance(self.embedding, ContextualWords) else self.embedding(ids)
         x = self.drop(words) * z.unsqueeze(-1).to(words.dtype)  # (B, T, D)
+        if self.query_attention is not None:
+            if query_mask is None:
+                raise ValueError("a query-aware predictor needs the query positions")
+            x = with_query_matches(x, ids, query_mask, keep=z)  # (B, T, D+1)
         if self.n_envs:
             if envs is None:
                 raise ValueError("the environment-aware predictor needs envs")
             onehot = nn.functional.one_hot(envs, self.n_envs).to(x.dtype)  # (B, E)
             x = torch.cat([x, onehot.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, D+E)
         h = self.drop(self.encoder(x, lengths))  # (B, T, 2H)
+        if self.query_attention is not None:
+            h = self.drop(self.query_attention(h, query_mask))
         h = h.masked_fill(real_mask.unsqueeze(-1) == 0, float("-inf"))
         pooled = h.max(dim=1).values  # (B, 2H)
         return self.head(pooled)  # (B, C)
@@ -183,10 +244,17 @@ def predictor_input_mask(z: torch.Tensor, doc_mask: torch.Tensor, real_mask: tor
     return z + (real_mask - doc_mask)
 
 
+def is_query_aware(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a players' state dict was saved by query-aware players (those of older runs never are)."""
+    return any(key.startswith("g.query_attention.") for key in state)
+
+
 def build_players(
-    config: InvRatConfig, vocab_size: int, n_labels: int, n_envs: int, init: torch.Tensor | ContextualWords | None
+    config: InvRatConfig, vocab_size: int, n_labels: int, n_envs: int, init: torch.Tensor | ContextualWords | None,
+    *, query_aware: bool = False,
 ) -> nn.ModuleDict:
-    """g, f_i, f_e, each with its own embedding layer (as in the reference; a frozen encoder is shared)."""
+    """g, f_i, f_e, each with its own embedding layer (as in the reference; a frozen encoder is shared).
+    ``query_aware``: every player reads the query (pair data with ``players.query_attention``)."""
     if isinstance(init, ContextualWords):
         dim = init.embedding_dim
     else:
@@ -195,12 +263,14 @@ def build_players(
     def emb() -> WordFeatures:
         return make_embedding(vocab_size, dim, init, freeze=config.players.freeze_embeddings)
 
-    fi = Predictor(emb(), config.players.hidden_dim, n_labels, 0, config.players.dropout)
+    fi = Predictor(emb(), config.players.hidden_dim, n_labels, 0, config.players.dropout, query_aware=query_aware)
     players = nn.ModuleDict(
         {
-            "g": Generator(fi.embedding if config.players.share_embeddings else emb(), config.players.hidden_dim, config.players.dropout, config.game.alpha),
+            "g": Generator(fi.embedding if config.players.share_embeddings else emb(), config.players.hidden_dim, config.players.dropout, config.game.alpha,
+                           query_aware=query_aware),
             "fi": fi,
-            "fe": Predictor(emb(), config.players.hidden_dim, n_labels, max(1, n_envs), config.players.dropout),
+            "fe": Predictor(emb(), config.players.hidden_dim, n_labels, max(1, n_envs), config.players.dropout,
+                            query_aware=query_aware),
         }
     )
     if config.experimental.env_residual:  # a correction to f_i's logits that starts at none

@@ -49,7 +49,7 @@ def player_step(
     budget = config.game.alpha if config.experimental.train_selection == "top_alpha" else None
 
     def draw_mask() -> tuple[torch.Tensor, torch.Tensor]:
-        logits = players["g"](b.ids, b.lengths).float()
+        logits = players["g"](b.ids, b.lengths, b.query_mask).float()
         return select(logits, b.doc_mask, train=True, gumbel=config.game.gumbel, temperature=temperature, top_alpha=budget)
 
     with autocast(device, config.runtime.precision):
@@ -64,15 +64,15 @@ def player_step(
         logs: dict[str, float] = {}
         logits_i = None
         if player in ("g", "fi"):
-            logits_i = players["fi"](b.ids, b.lengths, zin, b.real_mask).float()
+            logits_i = players["fi"](b.ids, b.lengths, zin, b.real_mask, query_mask=b.query_mask).float()
             loss_i = F.cross_entropy(logits_i, b.labels)
             logs["loss_i"] = float(loss_i.detach())
         if player == "fe" or (player == "g" and lambda_diff > 0):
-            logits_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs).float()
+            logits_e = players["fe"](b.ids, b.lengths, zin, b.real_mask, b.envs, query_mask=b.query_mask).float()
             if config.experimental.env_residual:
                 if logits_i is None:  # f_e's own step trains the correction only (after f_e: dropout draws stay in order)
                     with torch.no_grad():
-                        logits_i = players["fi"](b.ids, b.lengths, zin, b.real_mask).float()
+                        logits_i = players["fi"](b.ids, b.lengths, zin, b.real_mask, query_mask=b.query_mask).float()
                 logits_e = logits_e + logits_i
             loss_e = F.cross_entropy(logits_e, b.labels)
             logs["loss_e"] = float(loss_e.detach())

@@ -1,7 +1,8 @@
 """Batched inference: a trained run dir → per-word rationale masks, soft scores and labels.
 
-Words past ``max_len`` are never selected (mask 0, score 0); the appended query
-of pair tasks is never part of the rationale. Output records follow ERASER:
+A document longer than ``max_len`` words is read in consecutive windows of ``max_len`` words
+(each with the query), whose rationales are joined and whose label probabilities are averaged:
+every word can be selected. The appended query of pair tasks is never part of the rationale. Output records follow ERASER:
 annotation lines (``evidences`` spans over the document's whitespace tokens, the
 input of Rational LAMOL's CCI) and results lines (``hard_rationale_predictions``,
 ``soft_rationale_predictions``, ``classification``, ``classification_scores``).
@@ -55,29 +56,38 @@ class Rationalizer:
     @torch.no_grad()
     def __call__(self, examples: Sequence[Example], batch_size: int | None = None) -> list[Rationale]:
         cfg = self.config
-        encoded = [encode(ex, self.vocab, max_len=cfg.data.max_len, max_query_len=cfg.data.max_query_len) for ex in examples]
-        out: list[Rationale | None] = [None] * len(examples)
+        spans = [(i, start, min(start + cfg.data.max_len, len(ex.words)))
+                 for i, ex in enumerate(examples) for start in range(0, max(1, len(ex.words)), cfg.data.max_len)]
+        encoded = [encode(examples[i].model_copy(update={"words": examples[i].words[s:e], "rationale": None}), self.vocab,
+                          max_len=cfg.data.max_len, max_query_len=cfg.data.max_query_len) for i, s, e in spans]
+        read: list[tuple[list[float], list[float], list[float]] | None] = [None] * len(spans)  # mask, scores, labels
         for idx in length_sorted_batches(encoded, batch_size or cfg.runtime.eval_batch_size):
-            b = collate([encoded[i] for i in idx]).to(self.device)
+            b = collate([encoded[w] for w in idx]).to(self.device)
             with autocast(self.device, cfg.runtime.precision):
-                logits = self.players["g"](b.ids, b.lengths).float()
+                logits = self.players["g"](b.ids, b.lengths, b.query_mask).float()
                 z, probs = inference_rationale(logits, b.doc_mask, selection=cfg.game.selection, alpha=cfg.game.alpha)
                 zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
-                label_probs = self.players["fi"](b.ids, b.lengths, zin, b.real_mask).float().softmax(-1)
+                label_probs = self.players["fi"](b.ids, b.lengths, zin, b.real_mask, query_mask=b.query_mask).float().softmax(-1)
             z, probs, label_probs = z.cpu(), probs.cpu(), label_probs.cpu()
-            for row, i in enumerate(idx):
-                ex, n = examples[i], encoded[i].n_doc
-                pad = len(ex.words) - n
-                p = label_probs[row].tolist()
-                out[i] = Rationale(
-                    id=ex.id,
-                    docid=ex.document_id,
-                    mask=[int(v > 0.5) for v in z[row, :n].tolist()] + [0] * pad,
-                    scores=[round(v, 5) for v in probs[row, :n].tolist()] + [0.0] * pad,
-                    label=self.labels[max(range(len(p)), key=p.__getitem__)],
-                    label_scores={lab: round(v, 6) for lab, v in zip(self.labels, p, strict=False)},
-                )
-        return out  # type: ignore[return-value]
+            for row, w in enumerate(idx):
+                n = encoded[w].n_doc
+                read[w] = (z[row, :n].tolist(), probs[row, :n].tolist(), label_probs[row].tolist())
+        windows: list[list[tuple[list[float], list[float], list[float]]]] = [[] for _ in examples]
+        for (i, _, _), window in zip(spans, read, strict=True):
+            windows[i].append(window)  # type: ignore[arg-type]
+        return [self._joined(ex, parts) for ex, parts in zip(examples, windows, strict=True)]
+
+    def _joined(self, ex: Example, parts: list[tuple[list[float], list[float], list[float]]]) -> Rationale:
+        """One example's rationale from its windows' (in document order)."""
+        p = [sum(col) / len(parts) for col in zip(*(labels for _, _, labels in parts), strict=True)]
+        return Rationale(
+            id=ex.id,
+            docid=ex.document_id,
+            mask=[int(v > 0.5) for mask, _, _ in parts for v in mask],
+            scores=[round(v, 5) for _, scores, _ in parts for v in scores],
+            label=self.labels[max(range(len(p)), key=p.__getitem__)],
+            label_scores={lab: round(v, 6) for lab, v in zip(self.labels, p, strict=False)},
+        )
 
 
 def rationalize(

@@ -20,12 +20,12 @@ from rationale_commons.runtime import seed_everything
 
 def fit_reference_envs(
     data: Prepared, vocab_size: int, n_labels: int, config: InvRatConfig, device: str,
-    init: torch.Tensor | ContextualWords | None,
+    init: torch.Tensor | ContextualWords | None, query_aware: bool = False,
 ) -> list[str]:
     """An environment name per training example, from a reference model's correctness."""
     ref_cfg = config.model_copy(update={"use_env_player": False, "lambda_diff": 0.0})
     seed_everything(config.game.seed + 7919)
-    players = build_players(ref_cfg, vocab_size, n_labels, 1, init).to(device)
+    players = build_players(ref_cfg, vocab_size, n_labels, 1, init, query_aware=query_aware).to(device)
     opts = optimizers(players, ref_cfg)
     sched = ref_cfg.game.active_schedule()
     single = Prepared(data.encoded, data.labels, [0] * len(data.labels))
@@ -46,9 +46,10 @@ def fit_reference_envs(
     with torch.no_grad():
         for idx in length_sorted_batches(single.encoded, config.runtime.eval_batch_size):
             b = single.batch(idx).to(device)
-            logits = players["g"](b.ids, b.lengths).float()
+            logits = players["g"](b.ids, b.lengths, b.query_mask).float()
             z, _ = inference_rationale(logits, b.doc_mask, selection=config.game.selection, alpha=config.game.alpha)
-            pred = players["fi"](b.ids, b.lengths, predictor_input_mask(z, b.doc_mask, b.real_mask), b.real_mask).argmax(-1)
+            pred = players["fi"](b.ids, b.lengths, predictor_input_mask(z, b.doc_mask, b.real_mask), b.real_mask,
+                                  query_mask=b.query_mask).argmax(-1)
             for row, i in enumerate(idx):
                 correct[i] = bool(pred[row] == b.labels[row])
     return split_by_correctness(correct)

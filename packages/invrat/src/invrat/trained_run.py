@@ -14,7 +14,7 @@ from torch import nn
 
 from invrat.config import InvRatConfig
 from invrat.embeddings import initial_embeddings
-from invrat.model import build_players
+from invrat.model import build_players, is_query_aware
 from invrat.vocab import Vocab
 from rationale_commons.errors import DataError, first_line, validation_message
 from rationale_commons.runtime import load_safetensors, read_json
@@ -62,15 +62,16 @@ def load_run(run_dir: Path) -> TrainedRun:
 
 def _load_players(path: Path, config: InvRatConfig, vocab: Vocab, n_labels: int) -> nn.ModuleDict:
     state = load_safetensors(path)  # a DataError naming the file
-    try:
-        dim = state["g.encoder.forward_gru.weight_ih_l0"].shape[1]  # word vector size, whatever its source
-        n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - dim
+    query_aware = is_query_aware(state)
+    try:  # word vector size, whatever its source (a query-aware player reads one more feature)
+        dim = state["g.encoder.forward_gru.weight_ih_l0"].shape[1] - int(query_aware)
+        n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - dim - int(query_aware)
     except KeyError as exc:
         raise DataError(f"not invrat players (no tensor {exc})", path=path) from None
     cfg = config.model_copy(update={"embedding_dim": dim})
     # a table's vectors are in the state; a frozen encoder is not saved and comes from its package
     words = initial_embeddings(cfg, vocab)[0] if cfg.players.embedding == "minilm" else None
-    players = build_players(cfg, len(vocab), n_labels, n_envs, words)
+    players = build_players(cfg, len(vocab), n_labels, n_envs, words, query_aware=query_aware)
     try:
         players.load_state_dict(state)
     except RuntimeError as exc:  # tensors of other shapes: a model.safetensors of another run

@@ -98,6 +98,11 @@ class Batch:
     labels: torch.Tensor | None  # (B,) long
     envs: torch.Tensor | None  # (B,) long
 
+    @property
+    def query_mask(self) -> torch.Tensor:
+        """(B, T) 1 on the separator and query positions."""
+        return self.real_mask - self.doc_mask
+
     def to(self, device: str | torch.device) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.ids), self.lengths, move(self.real_mask), move(self.doc_mask), move(self.labels), move(self.envs))

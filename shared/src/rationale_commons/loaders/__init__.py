@@ -17,7 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from rationale_commons.errors import DataError
-from rationale_commons.loaders.columns import ColumnMapping, carve_validation, parse_rationale
+from rationale_commons.loaders.columns import (
+    ColumnMapping,
+    SplitColumns,
+    carve_validation,
+    columns_for,
+    parse_rationale,
+)
 from rationale_commons.loaders.eraser import (
     DOCID_SEPARATOR,
     apply_rationales,
@@ -37,8 +43,10 @@ __all__ = [
     "DOCID_SEPARATOR",
     "TABLE_SUFFIXES",
     "ColumnMapping",
+    "SplitColumns",
     "apply_rationales",
     "carve_validation",
+    "columns_for",
     "document_layout",
     "evidence_mask",
     "is_eraser_folder",
@@ -63,15 +71,17 @@ def _looks_like_path(source: str | Path) -> bool:
 
 def load_data(
     source: str | Path,
-    columns: ColumnMapping | None = None,
+    columns: SplitColumns = None,
     *,
     name: str | None = None,
     val_fraction: float = 0.1,
     split_seed: int = 0,
+    skip_missing_docs: bool = False,
 ) -> Splits:
     """Load ``source`` (an ERASER folder, a table file or folder, or a ``datasets`` name).
 
-    ``columns`` applies to tables and hub datasets (ERASER has fixed fields).
+    ``columns`` (one mapping, or one per split) applies to tables and hub datasets (ERASER has
+    fixed fields). ``skip_missing_docs``: ERASER annotations naming an absent document are left out.
     ``val_fraction``/``split_seed`` carve a validation split from train where
     the source has none (tables, hub; ERASER folders are taken as they are).
     An existing path that fits no loader, and a missing path, are a
@@ -80,7 +90,7 @@ def load_data(
     path = Path(source).expanduser()
     if path.is_dir():
         if is_eraser_folder(path):
-            return load_eraser(path, name=name)
+            return load_eraser(path, name=name, skip_missing_docs=skip_missing_docs)
         if (path / "docs").is_dir() or (path / "docs.jsonl").is_file():
             raise DataError("ERASER folder without train.jsonl, val.jsonl or test.jsonl", path=path)
         if split_files(path):

@@ -69,6 +69,16 @@ class ColumnMapping(BaseModel):
 
 _FIELDS = tuple(ColumnMapping.model_fields)
 
+#: One mapping for every split, or one per split name (train / val / test; a split without one reads the defaults).
+SplitColumns = ColumnMapping | Mapping[str, ColumnMapping] | None
+
+
+def columns_for(columns: SplitColumns, split: str) -> ColumnMapping:
+    """The mapping ``split``'s rows are read with."""
+    if isinstance(columns, Mapping):
+        return columns.get(split) or ColumnMapping()
+    return columns or ColumnMapping()
+
 
 def _blank(value: Any) -> bool:
     if value is None:

@@ -16,6 +16,7 @@ documents.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ from rationale_commons.loaders.columns import IdRegistry
 from rationale_commons.loaders.jsonl import read_jsonl
 from rationale_commons.records import SPLIT_NAMES, Annotation, Example, Splits
 from rationale_commons.spans import Layout, evidence_mask
+
+log = logging.getLogger("rationale_commons")
 
 #: Joins the docids of a several-document example into its ``Example.docid``
 #: (``|`` cannot occur in Wikipedia titles and is rare in file names).
@@ -155,7 +158,7 @@ def document_layout(
     return [(docid, 0, len(example.words))]
 
 
-def load_eraser(folder: str | Path, *, name: str | None = None) -> Splits:
+def load_eraser(folder: str | Path, *, name: str | None = None, skip_missing_docs: bool = False) -> Splits:
     """Load an ERASER folder.
 
     ``Example.id`` = ``annotation_id``; ``words`` = the documents' whitespace
@@ -163,16 +166,17 @@ def load_eraser(folder: str | Path, *, name: str | None = None) -> Splits:
     ``rationale`` = the union of all evidence spans as a 0/1 word mask (all
     zeros when the annotation has no evidence); ``docid`` = the docid (joined
     by :data:`DOCID_SEPARATOR` for several). A missing split file gives an
-    empty split. Only the documents the annotations name are read.
+    empty split. Only the documents the annotations name are read. An annotation naming a
+    document that is not there is an error, or with ``skip_missing_docs`` left out (a warning counts them).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("no such folder", path=folder)
     with _gc_paused():
-        return _load_eraser(folder, name=name)
+        return _load_eraser(folder, name=name, skip_missing_docs=skip_missing_docs)
 
 
-def _load_eraser(folder: Path, *, name: str | None) -> Splits:
+def _load_eraser(folder: Path, *, name: str | None, skip_missing_docs: bool) -> Splits:
     files = {split: folder / f"{split}.jsonl" for split in SPLIT_NAMES}
     parsed = {
         split: _read_annotation_lines(path) for split, path in files.items() if path.is_file()
@@ -186,10 +190,14 @@ def _load_eraser(folder: Path, *, name: str | None) -> Splits:
 
     splits: dict[str, list[Example]] = {}
     ids = IdRegistry()
+    skipped = 0
     for split, rows in parsed.items():
         path = files[split]
         examples = []
         for line, ann in rows:
+            if skip_missing_docs and any(d not in documents for d in ann.document_ids()):
+                skipped += 1
+                continue
             ids.add(
                 ann.annotation_id, path=path, line=line, row_index=line - 1, field="annotation_id"
             )
@@ -227,6 +235,8 @@ def _load_eraser(folder: Path, *, name: str | None) -> Splits:
                 )
             )
         splits[split] = examples
+    if skipped:
+        log.warning("warning: %d annotation(s) left out: a document they name is not in %s", skipped, folder)
     return Splits.model_construct(
         name=name or folder.name, **{s: splits.get(s, []) for s in SPLIT_NAMES}
     )

@@ -6,9 +6,10 @@ from typing import Any
 
 from rationale_commons.errors import DataError
 from rationale_commons.loaders.columns import (
-    ColumnMapping,
     IdRegistry,
+    SplitColumns,
     carve_validation,
+    columns_for,
     row_to_example,
 )
 from rationale_commons.records import Example, Splits
@@ -31,7 +32,7 @@ def _unlabelled(dataset: Any, column: str) -> bool:
 
 def load_hub(
     name: str,
-    columns: ColumnMapping | None = None,
+    columns: SplitColumns = None,
     *,
     config_name: str | None = None,
     val_fraction: float = 0.1,
@@ -47,7 +48,6 @@ def load_hub(
     the same way. Any failure to load (offline, unknown name) is a
     :class:`DataError`.
     """
-    columns = columns or ColumnMapping()
     try:
         import datasets
 
@@ -67,19 +67,20 @@ def load_hub(
             continue
         if split in splits:
             raise DataError(f"{name}: more than one split maps to {split!r}")
-        label_feature = _label_names(dataset, columns.label)
-        if label_feature is not None and _unlabelled(dataset, columns.label):
+        columns_here = columns_for(columns, split)
+        label_feature = _label_names(dataset, columns_here.label)
+        if label_feature is not None and _unlabelled(dataset, columns_here.label):
             continue  # GLUE-style test split: every label is -1
         where = f"{name}[{hub_split}]"
         examples = []
         for index, row in enumerate(dataset):
-            if label_feature is not None and isinstance(row.get(columns.label), int):
-                value = row[columns.label]
-                row = {**row, columns.label: label_feature.int2str(value) if value >= 0 else None}
+            if label_feature is not None and isinstance(row.get(columns_here.label), int):
+                value = row[columns_here.label]
+                row = {**row, columns_here.label: label_feature.int2str(value) if value >= 0 else None}
             ex = row_to_example(
-                row, columns, default_id=f"{split}-{index}", path=where, line=None, row_index=index
+                row, columns_here, default_id=f"{split}-{index}", path=where, line=None, row_index=index
             )
-            ids.add(ex.id, path=where, line=None, row_index=index, field=columns.id or "id")
+            ids.add(ex.id, path=where, line=None, row_index=index, field=columns_here.id or "id")
             examples.append(ex)
         splits[split] = examples
     if not splits:

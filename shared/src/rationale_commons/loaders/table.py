@@ -19,7 +19,9 @@ from rationale_commons.errors import DataError
 from rationale_commons.loaders.columns import (
     ColumnMapping,
     IdRegistry,
+    SplitColumns,
     carve_validation,
+    columns_for,
     row_to_example,
 )
 from rationale_commons.loaders.jsonl import read_jsonl
@@ -189,7 +191,7 @@ def split_files(folder: str | Path) -> dict[str, Path]:
 
 def load_table(
     path_or_folder: str | Path,
-    columns: ColumnMapping | None = None,
+    columns: SplitColumns = None,
     *,
     val_fraction: float = 0.1,
     split_seed: int = 0,
@@ -212,6 +214,8 @@ def load_table(
       ``random.Random(split_seed)`` permutation of the row indices; both parts
       keep file order (see :func:`~rationale_commons.loaders.columns.carve_validation`).
 
+    ``columns``: one mapping, or one per split (a file whose text column has another name).
+
     Ids: the ``columns.id`` column when given, else ``"<split>-<row>"`` with
     ``<row>`` the 0-based data row in that split's file (carved val rows keep
     their ``train-<row>`` ids). Ids must be unique across the dataset.
@@ -224,7 +228,6 @@ def load_table(
     file is header-less ``text<TAB>label`` (e.g. AG News' ``train.tsv``).
     """
     path = Path(path_or_folder)
-    columns = columns or ColumnMapping()
     ids = IdRegistry()
     if path.is_dir():
         files = split_files(path)
@@ -242,7 +245,8 @@ def load_table(
     else:
         raise DataError("no such file or folder", path=path)
     parts = {
-        split: read_table_file(file, columns, split=split, ids=ids) for split, file in files.items()
+        split: read_table_file(file, columns_for(columns, split), split=split, ids=ids)
+        for split, file in files.items()
     }
     train, val = parts.get("train", []), parts.get("val", [])
     if train and "val" not in parts:

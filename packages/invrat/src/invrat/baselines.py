@@ -1,0 +1,80 @@
+"""What a rationale and a label must beat (issue 21): the same number of words per document drawn at
+random (seeded) or taken from the front, and the labels of a full-text TF-IDF logistic regression and of
+the majority class. ``invrat evaluate`` scores them beside the predictions with the same metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from rationale_commons.records import Example
+from rationale_commons.spans import mask_to_spans
+
+BASELINE_SEED = 0
+
+
+def _hard_count(rationale: Mapping[str, Any], n: int) -> int:
+    """Words of a document a prediction selects (its hard spans, clipped to the document)."""
+    covered = {t for h in rationale.get("hard_rationale_predictions") or [] for t in range(h["start_token"], min(h["end_token"], n))}
+    return len(covered)
+
+
+def _result_line(row: Mapping[str, Any], rationales: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"annotation_id": row["annotation_id"], "rationales": rationales}
+
+
+def _from_scores(docid: str, scores: np.ndarray, k: int) -> dict[str, Any]:
+    """A rationale of the ``k`` highest ``scores`` (hard spans) with the scores as soft predictions."""
+    mask = np.zeros(len(scores), dtype=int)
+    mask[np.argsort(-scores, kind="stable")[:k]] = 1
+    return {
+        "docid": docid,
+        "hard_rationale_predictions": [{"start_token": s, "end_token": e} for s, e in mask_to_spans(mask.tolist())],
+        "soft_rationale_predictions": scores.tolist(),
+    }
+
+
+def selection_baselines(
+    results: Sequence[Mapping[str, Any]], documents: Mapping[str, Sequence[str]], seed: int = BASELINE_SEED
+) -> dict[str, list[dict[str, Any]]]:
+    """Results lines selecting, in every predicted document, as many words as the prediction:
+    ``random`` (uniform, seeded; random soft scores) and ``first_k`` (the first words; scores
+    falling with the position)."""
+    rng = np.random.default_rng(seed)
+    random_lines, first_lines = [], []
+    for row in results:
+        random_rats, first_rats = [], []
+        for rat in row.get("rationales") or []:
+            docid = str(rat["docid"])
+            n = len(documents[docid])
+            k = _hard_count(rat, n)
+            random_rats.append(_from_scores(docid, rng.random(n), k))
+            first_rats.append(_from_scores(docid, 1.0 - np.arange(n) / max(1, n), k))
+        random_lines.append(_result_line(row, random_rats))
+        first_lines.append(_result_line(row, first_rats))
+    return {"random": random_lines, "first_k": first_lines}
+
+
+def _full_text(ex: Example) -> str:
+    return " ".join(ex.words) + ("" if not ex.query else " " + ex.query)
+
+
+def label_baselines(train: Sequence[Example], evaluated: Sequence[Example]) -> dict[str, float]:
+    """Accuracy on ``evaluated`` of the majority training label and of a TF-IDF (word 1-2 grams)
+    logistic regression trained on the full texts (and queries) of ``train``."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    gold = [ex.label for ex in evaluated]
+    majority = Counter(ex.label for ex in train).most_common(1)[0][0]
+    out = {"majority_accuracy": sum(g == majority for g in gold) / len(gold)}
+    if len({ex.label for ex in train}) < 2:  # nothing to fit: it is the majority class
+        return out | {"tfidf_logreg_accuracy": out["majority_accuracy"]}
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, token_pattern=r"\S+")
+    model = LogisticRegression(max_iter=1000)
+    model.fit(vectorizer.fit_transform([_full_text(ex) for ex in train]), [ex.label for ex in train])
+    predicted = model.predict(vectorizer.transform([_full_text(ex) for ex in evaluated]))
+    return out | {"tfidf_logreg_accuracy": float(np.mean([p == g for p, g in zip(predicted, gold, strict=True)]))}
