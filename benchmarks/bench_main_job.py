@@ -11,7 +11,11 @@ continues killed run dirs (a protocol longer than one sitting is resumed until d
 
     python benchmarks/bench_main_job.py --seeds 0,1,2 --jobs 2 --out runs/main-job
     python benchmarks/bench_main_job.py --config benchmarks/protocols/demo.toml --seeds 0,1,2,3,4 \
-        --jobs 2 --out runs/protocol-demo --resume
+        --jobs 2 --out runs/protocol-demo --resume --archive benchmarks/results/main_job/protocol_demo_runs
+
+``--archive DIR`` keeps the finished runs' JSON (no models: small enough to commit) and restores it
+into an empty ``--out`` before running, so a protocol survives a fresh checkout; ``--no-run``
+only archives and summarizes what is finished (a partial result, said as such in the JSON).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +32,29 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import command_line, result_path
+
+#: what a finished run leaves that --resume and the report need (models are retrained if missing)
+ARCHIVED = ("config.json", "results.json", "timings.json", "*/seed*/*/run.json", "*/seed*/*/timing.json",
+            "*/seed*/*/cci.json")
+
+
+def archive_runs(run_dir: Path, archive: Path) -> None:
+    """Copy the JSON of ``run_dir``'s finished runs into ``archive`` (small enough to commit)."""
+    for pattern in ARCHIVED:
+        for path in run_dir.glob(pattern):
+            if path.name == "cci.json" and not (path.parent / "run.json").is_file():
+                continue  # an unfinished run is redone on resume
+            target = archive / path.relative_to(run_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
+def restore_runs(archive: Path, run_dir: Path) -> None:
+    """Put archived runs back into an empty ``run_dir``; ``rational-lamol run --resume`` then skips
+    them and trains the rest (the shared task-1 models are retrained, identically)."""
+    if not archive.is_dir() or (run_dir / "config.json").exists():
+        return
+    shutil.copytree(archive, run_dir, dirs_exist_ok=True)
 
 
 def main() -> None:
@@ -36,9 +64,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/main-job"))
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once")
+    parser.add_argument("--no-run", action="store_true", help="only archive and summarize the finished runs")
     parser.add_argument("--json", type=Path, default=None,
                         help="default: benchmarks/results/main_job/<config name, or default>.json")
+    parser.add_argument("--archive", type=Path, default=None,
+                        help="keep the finished runs' JSON (no models) here, and restore from it before running: "
+                             "a protocol longer than one sitting survives a fresh checkout")
     args = parser.parse_args()
+    if args.archive is not None:
+        for seed in (s.strip() for s in args.seeds.split(",") if s.strip()):
+            restore_runs(args.archive / f"seed{seed}", args.out / f"seed{seed}")
 
     seeds = [s.strip() for s in args.seeds.split(",") if s.strip()]
     commands = []
@@ -51,20 +86,25 @@ def main() -> None:
     def run_seed(cmd: list[str]) -> int:
         return subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # a freed slot takes the next seed
-        if any(pool.map(run_seed, commands)):
-            sys.exit("a seed's run failed; see its run.log")
+    if not args.no_run:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # a freed slot takes the next seed
+            if any(pool.map(run_seed, commands)):
+                sys.exit("a seed's run failed; see its run.log")
     wall = time.perf_counter() - start
+    if args.archive is not None:
+        for seed in seeds:
+            archive_runs(args.out / f"seed{seed}", args.archive / f"seed{seed}")
 
     from rational_lamol.report import load_runs, paired_comparisons, summarize
 
-    runs = load_runs([args.out / f"seed{seed}" for seed in seeds])
+    runs = load_runs([args.out / f"seed{seed}" for seed in seeds if (args.out / f"seed{seed}" / "results.json").is_file()])
     rows = summarize(runs)
     run_seconds = sum(r.wall_seconds or 0.0 for r in runs)
     result = {
         "command": command_line(),
         "commands": [" ".join(cmd) for cmd in commands],
         "jobs": args.jobs,
+        "complete": not args.no_run,  # False: a summary of the runs finished so far
         "wall_seconds": round(wall, 1),
         "run_seconds_total": round(run_seconds, 1),  # sums every run's own wall time (resumed sittings too)
         "cpu_count": os.cpu_count(),
