@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rational_lamol.answers import normalize_answer
 from rational_lamol.tasks import (
     ANS_TOKEN,
     encode_qa,
-    normalize_answer,
     pseudo_sample_count,
     special_ids,
 )

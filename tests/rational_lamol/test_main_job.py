@@ -63,7 +63,8 @@ device = "cpu"
 
 def test_default_config_is_the_main_job():
     cfg = load_config(builtin_config_path("default"))
-    assert cfg.methods == ["finetune", "lamol", "rational-block", "rational-head", "multitask"]
+    assert cfg.methods == ["finetune", "lamol", "rational-block", "random-block", "rational-head", "random-head",
+                           "multitask"]
     assert [t.data for t in cfg.tasks] == ["synthetic:pair", "synthetic:sentiment", "synthetic:topic"]
     assert all(t.rationales == "invrat" for t in cfg.tasks)
     # every example gets a rationale, so CCI skips none for want of one

@@ -22,6 +22,7 @@ except ImportError:  # Python 3.10
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rational_lamol.answers import check_answers
 from rationale_commons.errors import DataError, validation_message
 from rationale_commons.loaders import ColumnMapping
 from rationale_commons.runtime import check_path_component
@@ -127,23 +128,6 @@ class TaskConfig(_Strict):
 
     def default_question(self) -> str:
         return self.question or f"What is the {self.name} of this text?"
-
-
-def check_answers(answers: dict[str, str]) -> None:
-    """Answers are scored by exact match after ``normalize_answer``: each must keep some text and
-    no two labels may share one, or an untrained model scores on them (a :class:`DataError`)."""
-    from rational_lamol.tasks import normalize_answer
-
-    empty = sorted(label for label, text in answers.items() if not normalize_answer(text))
-    if empty:
-        raise DataError(f"answers of labels {empty} are empty after normalisation (lower case, no punctuation)")
-    by_text: dict[str, list[str]] = {}
-    for label, text in answers.items():
-        by_text.setdefault(normalize_answer(text), []).append(label)
-    shared = {text: labels for text, labels in by_text.items() if len(labels) > 1}
-    if shared:
-        text, labels = next(iter(sorted(shared.items())))
-        raise DataError(f"labels {sorted(labels)} share the answer {text!r} (after normalisation); answers must differ")
 
 
 class TrainingConfig(_Strict):

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
-from rational_lamol.tasks import SpecialIds, TaskData, normalize_answer
+from rational_lamol.answers import normalize_answer
+from rational_lamol.tasks import SpecialIds, TaskData
 
 
 def _cache_names(model) -> tuple[str, str, dict]:

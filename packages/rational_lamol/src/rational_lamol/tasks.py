@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 import random
-import re
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rational_lamol.answers import check_answers
 from rational_lamol.config import RATIONALE_KEYWORDS, SYNTHETIC_PREFIX, ExperimentConfig, TaskConfig
 from rationale_commons.errors import DataError, first_line
 from rationale_commons.records import Example, Splits
@@ -107,12 +106,6 @@ class EncodedQA:
 
 def _encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
-
-
-def normalize_answer(text: str) -> str:
-    """Lower-case, drop punctuation and collapse whitespace (exact match is on this form)."""
-    text = text.lower().translate(str.maketrans("", "", string.punctuation))
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def encode_qa(
@@ -282,10 +275,8 @@ def load_task(task: TaskConfig, *, data_seed: int = 0) -> TaskData:
 
 def resolve_answers(task: TaskConfig, labels: Sequence[str]) -> dict[str, str]:
     """The answer text of every label of the data, checked (non-empty, distinct; see
-    ``config.check_answers``). Without ``answers`` every label is its own answer; with it, a label
+    ``answers.check_answers``). Without ``answers`` every label is its own answer; with it, a label
     it misses is an error unless ``unlisted_labels = "label"``."""
-    from rational_lamol.config import check_answers
-
     given = dict(task.answers or {})
     unknown = sorted(set(given) - set(labels))
     if unknown:
