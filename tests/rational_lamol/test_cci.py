@@ -368,3 +368,105 @@ def test_all_skipped_and_bad_arguments(tiny_gpt2):
         identify_critical_components(model, model, [], level="layer")
     with pytest.raises(ValueError, match="row_filter"):
         identify_critical_components(model, model, [], row_filter="late")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths: equal to the plain computation bit for bit
+# ---------------------------------------------------------------------------------------------
+def causal_rows(L, H, S, D, first=0, seed=0, ties=False):
+    """Softmax rows where row i sees keys <= first + i; ``ties``: values from a few levels
+    (many equal entries), with exact zeros inside the causal prefix too."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(L, H, S, D, generator=g) * 2.0
+    if ties:
+        logits = (logits * 1.5).round()
+        logits[logits < -1] = -torch.inf  # zeros inside the prefix
+    keys = torch.arange(D)
+    rows = first + torch.arange(S)
+    att = torch.softmax(logits.masked_fill(keys[None, :] > rows[:, None], -torch.inf), dim=-1)
+    return att.nan_to_num(0.0)  # a row of -inf only: all zeros
+
+
+@pytest.mark.parametrize("beta", [0.0, 5.0, 20.0, 37.5, 50.0, 60.0, 100.0])
+@pytest.mark.parametrize("D", [1, 2, 3, 7, 40, 129])
+@pytest.mark.parametrize("ties", [False, True])
+def test_causal_threshold_equals_the_full_row_threshold(beta, D, ties):
+    for first in (0, D // 3, D - 1):
+        att = causal_rows(2, 3, D - first, D, first, seed=D, ties=ties)
+        expected = percentile_threshold(att, beta)
+        got = cci.causal_threshold(att, beta, first)
+        assert torch.equal(got, expected), (beta, D, first)
+
+
+def test_causal_threshold_zero_rows_need_no_selection(monkeypatch):
+    """Early causal rows (fewer non-zero entries than the top beta %) get a threshold of exactly 0
+    without ``topk``; the rest come from a prefix of the row."""
+    D = 50
+    att = causal_rows(1, 2, D, D)
+    expected = percentile_threshold(att, 20.0)
+    calls = []
+    top_pair = cci._top_pair
+    monkeypatch.setattr(cci, "_top_pair", lambda v, k: calls.append(v.shape) or top_pair(v, k))
+    got = cci.causal_threshold(att, 20.0)
+    lo = int(0.8 * (D - 1))  # 39: rows 0..D-lo-3 = 0..8 hold >= lo + 2 zeros
+    assert torch.equal(got, expected)
+    assert (got[..., : D - lo - 2, :] == 0).all() and (got[..., D - lo - 2 :, :] > 0).all()
+    assert all(shape[-2] * 8 <= D for shape in calls)  # bands, never every row at once
+    assert any(shape[-1] < D for shape in calls)  # prefixes shorter than the row
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    ["negative", "nonzero_after", "not_causal"],
+)
+def test_causal_threshold_falls_back_on_non_causal_rows(spoil):
+    att = causal_rows(2, 2, 30, 30)
+    if spoil == "negative":
+        att[0, 1, 2, 0] = -1e-3
+    elif spoil == "nonzero_after":
+        att[1, 0, 3, 29] = 1e-6
+    else:
+        att = torch.rand(2, 2, 30, 30)
+    assert torch.equal(cci.causal_threshold(att, 20.0), percentile_threshold(att, 20.0))
+
+
+def test_binarize_float_is_the_boolean_mask_as_float():
+    att = causal_rows(2, 3, 33, 33, ties=True)
+    got = cci._binarize_float(att, 20.0, 0)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, percentile_binarize(att, 20.0).float())
+
+
+def test_crop_slices_a_contiguous_span_and_gathers_anything_else():
+    att = torch.rand(2, 3, 12, 12)
+    for positions in ([3, 4, 5, 6], [0], list(range(12)), [2, 3, 5, 6], [1, 7]):
+        idx = torch.tensor(positions)
+        expected = att.index_select(2, idx).index_select(3, idx)
+        assert torch.equal(cci._crop(att, idx), expected)
+    assert cci._crop(att, torch.tensor([3, 4, 5]))._base is att  # a view, no copy
+
+
+@pytest.mark.parametrize("level", ["block", "head"])
+def test_identify_with_the_document_after_a_prefix_or_with_a_hole(level, tiny_gpt2):
+    """A document that does not start the sequence (sliced) and one with a hole (gathered)
+    score as the loop scores the same crops."""
+    old = tiny_gpt2(n_layer=2, n_head=2, n_embd=16)
+    new = perturbed(old)
+    examples = cci_examples()
+    for k, ex in enumerate(examples):  # 2 leading non-document tokens; every other one: a hole
+        ex["input_ids"] = [5, 6] + ex["input_ids"]
+        ex["doc_mask"] = [False, False] + ex["doc_mask"]
+        ex["rationale_mask"] = [False, False] + ex["rationale_mask"]
+        if k % 2:
+            ex["doc_mask"][4] = ex["rationale_mask"][4] = False
+    result = identify_critical_components(old, new, make_cci_batches(examples, batch_size=4), level=level, top_k=3)
+    loop_examples = []
+    for ex in examples:
+        ids = torch.tensor([ex["input_ids"]])
+        idx = torch.tensor(ex["doc_mask"]).nonzero().squeeze(-1)
+        crop = [adapter_for(m).attention_maps(ids)[0][:, :, idx][:, :, :, idx].numpy() for m in (old, new)]
+        loop_examples.append((*crop, torch.tensor(ex["rationale_mask"])[idx].numpy()))
+    chosen, hist, n_used, skipped = ref.identify_loop(loop_examples, level=level, top_k=3)
+    assert (result.n_used, result.n_skipped) == (n_used, skipped)
+    assert result.votes == hist
+    assert [tuple(c) if isinstance(c, list) else c for c in result.chosen] == chosen

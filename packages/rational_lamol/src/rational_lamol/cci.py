@@ -31,8 +31,10 @@ for the percentile: the percentile is always over the full cropped row of D entr
 that see the whole rationale. Results record which one was used.
 
 Everything is vectorized over blocks, heads and rows; the per-example crop is a loop over the batch
-(documents differ in length). IoU counts are exact: 0/1 masks are multiplied as float32 (integer
-counts below 2**24) and divided in float64.
+(documents differ in length) and a slice of the contiguous document span. IoU counts are exact: 0/1
+masks are written as float32 by ``torch.gt``, multiplied (integer counts below 2**24) and divided in
+float64. Causal rows take the percentile from a prefix of the row, or need none (threshold 0):
+:func:`causal_threshold`, equal bit for bit to :func:`percentile_threshold`.
 
 Axis letters: N examples, B batch, L blocks, H heads, T tokens, S query rows, D document keys.
 """
@@ -120,10 +122,15 @@ def _full_row_threshold(values: torch.Tensor, q: float) -> torch.Tensor:
         b = part.amax(dim=-1, keepdim=True)
         a = _second(part, b, largest=True)
     else:  # nearer the top: sorted[lo], sorted[lo+1] = the 2 smallest of the D-lo largest
-        part = values.topk(D - lo, dim=-1, largest=True, sorted=False).values
-        a = part.amin(dim=-1, keepdim=True)
-        b = _second(part, a, largest=False)
+        a, b = _top_pair(values, D - lo)
     return _lerp_like_numpy(a, b, t)
+
+
+def _top_pair(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k-th and (k-1)-th largest entries of each row, counting duplicates, ``(..., 1)`` each."""
+    part = values.topk(k, dim=-1, largest=True, sorted=False).values
+    a = part.amin(dim=-1, keepdim=True)
+    return a, _second(part, a, largest=False)
 
 
 def _second(part: torch.Tensor, extreme: torch.Tensor, *, largest: bool) -> torch.Tensor:
@@ -151,6 +158,64 @@ def percentile_binarize(
     return out
 
 
+#: row bands of :func:`causal_threshold` (more bands: shorter prefixes, more calls)
+CAUSAL_BANDS = 8
+
+
+def causal_threshold(values: torch.Tensor, beta: float = 20.0, first: int = 0) -> torch.Tensor:
+    """:func:`percentile_threshold` of full rows, equal to it bit for bit, faster on causal rows.
+
+    Row ``i`` of ``values`` ``(..., S, D)`` is expected to be causal: zero at keys ``> first + i``
+    and non-negative (post-softmax attention). Rows are taken in bands; a band is checked (exact
+    zeros after its last row's prefix ``p``, no negative entry) and, when it passes, needs only
+    its prefix: with at least ``lo + 2`` zeros (``p <= D - lo - 2``) both order statistics are 0
+    and so is the threshold, with no selection; otherwise the top ``D - lo`` entries lie in the
+    prefix (``p >= D - lo``), and ``topk`` reads ``p`` entries instead of ``D``. A band that fails
+    the check, and beta > 50 (the order statistics near the bottom), take the full-row path.
+    """
+    if not 0.0 <= beta <= 100.0:
+        raise ValueError(f"beta must be in [0, 100], got {beta}")
+    q = (100.0 - float(beta)) / 100.0
+    S, D = values.shape[-2:]
+    virtual = (D - 1) * q
+    lo = math.floor(virtual)
+    if virtual >= D - 1 or lo + 1 < D - lo or S == 0:
+        return _full_row_threshold(values, q)
+    k = D - lo
+    t = virtual - lo
+    out = torch.empty((*values.shape[:-1], 1), dtype=values.dtype, device=values.device)
+    n_zero = min(S, max(0, D - lo - 2 - first))  # rows whose prefix leaves >= lo + 2 zeros
+    step = max(1, math.ceil((S - n_zero) / CAUSAL_BANDS))
+    edges = [0, n_zero] if n_zero else [0]
+    edges += list(range(n_zero + step, S, step)) + [S]
+    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
+        if r0 == r1:
+            continue
+        band, p = values[..., r0:r1, :], min(D, first + r1)
+        if not _zero_after(band, p):
+            out[..., r0:r1, :] = _full_row_threshold(band, q)
+        elif r1 <= n_zero:
+            out[..., r0:r1, :] = 0.0
+        else:
+            a, b = _top_pair(band[..., : max(p, k)], k)
+            out[..., r0:r1, :] = _lerp_like_numpy(a, b, t)
+    return out
+
+
+def _zero_after(band: torch.Tensor, p: int) -> bool:
+    """Whether every row of ``band`` is exactly zero from key ``p`` on and non-negative before."""
+    head, tail = band[..., :p], band[..., p:]
+    ok = head.numel() == 0 or bool(head.amin() >= 0)
+    return ok and (tail.numel() == 0 or bool((tail.amin() == 0) & (tail.amax() == 0)))
+
+
+def _binarize_float(values: torch.Tensor, beta: float, first: int) -> torch.Tensor:
+    """``P_beta`` of causal rows as 0/1 float32, written directly by ``torch.gt`` (about 10x
+    cheaper than a boolean mask converted to float); the same mask as :func:`percentile_binarize`."""
+    out = torch.empty(values.shape, dtype=torch.float32, device=values.device)
+    return torch.gt(values, causal_threshold(values, beta, first), out=out)
+
+
 def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``|a & b| / |a | b|`` over the last axis (broadcasting), 1.0 when both are empty (float64)."""
     a, b = a.bool(), b.bool()
@@ -175,16 +240,16 @@ def check_row_filter(row_filter: str) -> None:
         raise ValueError(f"row_filter must be one of {ROW_FILTERS}, got {row_filter!r}")
 
 
-def _rows(att: torch.Tensor, gt: torch.Tensor, row_filter: str) -> torch.Tensor:
+def _first_row(att: torch.Tensor, gt: torch.Tensor, row_filter: str) -> int:
+    """The first kept query row: 0, or the last rationale position."""
     check_row_filter(row_filter)
     if row_filter == "all":
-        return att
+        return 0
     if att.shape[-2] != att.shape[-1]:
         raise ValueError(
             "row_filter='after_last_rationale' needs one query row per document token (S == D)"
         )
-    last = int(gt.nonzero().max()) if bool(gt.any()) else 0
-    return att[..., last:, :]
+    return int(gt.nonzero().max()) if bool(gt.any()) else 0
 
 
 def _check(att_old: torch.Tensor, att_new: torch.Tensor, gt: torch.Tensor) -> None:
@@ -217,10 +282,11 @@ def _binarized_chunks(
     how they pick ``RM`` from these."""
     _check(att_old, att_new, gt)
     gt_f = gt.to(device=att_old.device, dtype=torch.float32)
+    first = _first_row(att_old, gt, row_filter)
     for part in _chunks(att_old.shape):
-        old = _rows(att_old[part].float(), gt, row_filter)
-        new = _rows(att_new[part].float(), gt, row_filter)
-        yield percentile_binarize(old, beta).float(), percentile_binarize(new, beta).float(), gt_f
+        old = att_old[part, :, first:].float()
+        new = att_new[part, :, first:].float()
+        yield _binarize_float(old, beta, first), _binarize_float(new, beta, first), gt_f
 
 
 def block_scores(
@@ -389,6 +455,16 @@ def _eval_models(*models: nn.Module) -> list[bool]:
     return modes
 
 
+def _crop(att: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows and columns ``idx`` of ``att`` (L, H, T, T). The document is one contiguous span
+    (:func:`rational_lamol.cci_inputs.cci_item`): a slice, a view, where ``index_select`` on two
+    axes copies twice (seconds per example at 1,024 tokens); any other set of positions is gathered."""
+    lo, n = int(idx[0]), idx.numel()
+    if int(idx[-1]) - lo + 1 == n:  # idx is sorted and distinct: contiguous iff it spans n
+        return att[:, :, lo : lo + n, lo : lo + n]
+    return att.index_select(2, idx).index_select(3, idx)
+
+
 def identify_critical_components(
     old_model: nn.Module,
     new_model: nn.Module,
@@ -447,8 +523,7 @@ def identify_critical_components(
                     if idx.numel() == 0 or not bool(gt.any()):
                         n_skipped += 1
                         continue
-                    a_old = att_old[i].index_select(2, idx).index_select(3, idx)  # (L, H, D, D)
-                    a_new = att_new[i].index_select(2, idx).index_select(3, idx)
+                    a_old, a_new = _crop(att_old[i], idx), _crop(att_new[i], idx)  # (L, H, D, D)
                     scores.append(score_fn(a_old, a_new, gt, beta, row_filter).cpu())
     finally:
         for m, mode in zip((old_model, new_model), modes, strict=True):
