@@ -470,3 +470,27 @@ def test_identify_with_the_document_after_a_prefix_or_with_a_hole(level, tiny_gp
     assert (result.n_used, result.n_skipped) == (n_used, skipped)
     assert result.votes == hist
     assert [tuple(c) if isinstance(c, list) else c for c in result.chosen] == chosen
+
+
+def test_scores_match_the_official_transcription():
+    """tests/oracles/cci_official.py (the official per-row numpy arithmetic, the two documented
+    fixes applied): the same scores up to the rounding of ``1 - jaccard distance``, and the same
+    per-example choices where the example has no tie."""
+    pytest.importorskip("scipy")
+    from oracles import cci_official as official
+
+    for seed in range(3):
+        old = causal_rows(2, 3, 24, 24, seed=seed)
+        new = causal_rows(2, 3, 24, 24, seed=seed + 10)
+        gt = torch.zeros(24, dtype=torch.bool)
+        gt[5 + seed : 11 + seed] = True
+        ours_b = block_scores(old, new, gt).numpy()
+        ours_h = head_scores(old, new, gt).numpy()
+        args = (old.numpy(), new.numpy(), gt.numpy())
+        np.testing.assert_allclose(official.block_scores(*args), ours_b, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(official.head_scores(*args), ours_h, rtol=0, atol=1e-12)
+        if (ours_b == ours_b.min()).sum() == 1:
+            assert official.block_choice(official.block_scores(*args)) == int(ours_b.argmin())
+        flat = np.sort(ours_h, axis=None)
+        if flat[2] != flat[3]:  # no tie across the 3rd place
+            assert official.head_choice(official.head_scores(*args), 3) == official.head_choice(ours_h, 3)
