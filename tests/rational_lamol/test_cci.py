@@ -109,9 +109,10 @@ def test_iou():
     assert iou(empty, a).item() == 0.0
     assert iou(torch.stack([a, b, empty]), a).tolist() == pytest.approx([1.0, 1 / 3, 0.0])
     # The fast count-based IoU used inside the scores agrees.
-    rows = torch.stack([a, b, empty]).float()
-    assert cci._iou_rows(rows, a.float()).tolist() == iou(rows.bool(), a).tolist()
-    assert cci._iou_rows(empty[None].float(), empty.float()).tolist() == [1.0]
+    rows = torch.stack([a, b, empty]).float()  # masks: rows > 0.5
+    half = torch.full((3, 1), 0.5)
+    assert cci._iou_masks(rows, half, a.float()).tolist() == iou(rows.bool(), a).tolist()
+    assert cci._iou_masks(empty[None].float(), half[:1], empty.float()).tolist() == [1.0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,11 +431,20 @@ def test_causal_threshold_falls_back_on_non_causal_rows(spoil):
     assert torch.equal(cci.causal_threshold(att, 20.0), percentile_threshold(att, 20.0))
 
 
-def test_binarize_float_is_the_boolean_mask_as_float():
+@pytest.mark.parametrize("tile", [1, 7, 2**20])
+def test_iou_masks_equal_the_boolean_iou(tile, monkeypatch):
+    """Tiled float masks (any tile size) give the IoU of the boolean masks, bit for bit, including
+    empty masks (1.0) and a reference per leading index."""
+    monkeypatch.setattr(cci, "TILE_ELEMENTS", tile)
     att = causal_rows(2, 3, 33, 33, ties=True)
-    got = cci._binarize_float(att, 20.0, 0)
-    assert got.dtype == torch.float32
-    assert torch.equal(got, percentile_binarize(att, 20.0).float())
+    att[0, 0, 5] = 0.0  # an empty mask
+    thr = percentile_threshold(att, 20.0)
+    mask = att > thr
+    g = torch.Generator().manual_seed(0)
+    for gt_mask in (torch.rand(33, generator=g) < 0.3, torch.rand(2, 1, 33, generator=g) < 0.3,
+                torch.rand(2, 3, 33, generator=g) < 0.3, torch.zeros(33, dtype=torch.bool)):
+        got = cci._iou_masks(att, thr, gt_mask.float())
+        assert torch.equal(got, iou(mask, gt_mask.unsqueeze(-2)))
 
 
 def test_crop_slices_a_contiguous_span_and_gathers_anything_else():

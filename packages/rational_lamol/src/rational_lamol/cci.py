@@ -32,8 +32,8 @@ that see the whole rationale. Results record which one was used.
 
 Everything is vectorized over blocks, heads and rows; the per-example crop is a loop over the batch
 (documents differ in length) and a slice of the contiguous document span. IoU counts are exact: 0/1
-masks are written as float32 by ``torch.gt``, multiplied (integer counts below 2**24) and divided in
-float64. Causal rows take the percentile from a prefix of the row, or need none (threshold 0):
+masks are written as float32 by ``torch.gt`` in cache-sized tiles of rows, multiplied (integer counts
+below 2**24) and divided in float64. Causal rows take the percentile from a prefix of the row, or need none (threshold 0):
 :func:`causal_threshold`, equal bit for bit to :func:`percentile_threshold`.
 
 Axis letters: N examples, B batch, L blocks, H heads, T tokens, S query rows, D document keys.
@@ -209,13 +209,6 @@ def _zero_after(band: torch.Tensor, p: int) -> bool:
     return ok and (tail.numel() == 0 or bool((tail.amin() == 0) & (tail.amax() == 0)))
 
 
-def _binarize_float(values: torch.Tensor, beta: float, first: int) -> torch.Tensor:
-    """``P_beta`` of causal rows as 0/1 float32, written directly by ``torch.gt`` (about 10x
-    cheaper than a boolean mask converted to float); the same mask as :func:`percentile_binarize`."""
-    out = torch.empty(values.shape, dtype=torch.float32, device=values.device)
-    return torch.gt(values, causal_threshold(values, beta, first), out=out)
-
-
 def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``|a & b| / |a | b|`` over the last axis (broadcasting), 1.0 when both are empty (float64)."""
     a, b = a.bool(), b.bool()
@@ -224,12 +217,32 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union == 0, 1.0, inter.double() / union.clamp(min=1).double())
 
 
-def _iou_rows(masks: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """IoU of every row of ``masks`` (..., S, D) with ``ref`` (..., D), as float counts: (..., S)."""
-    inter = torch.matmul(masks, ref.unsqueeze(-1)).squeeze(-1)  # (..., S)
-    union = masks.sum(dim=-1) + ref.sum(dim=-1, keepdim=True) - inter
-    inter, union = inter.double(), union.double()
-    return torch.where(union == 0, 1.0, inter / union.clamp(min=1.0))
+#: rows of masks are written in tiles of at most this many entries (4 MB of float32): one small
+#: buffer stays in cache, where a whole (L, H, S, D) mask costs fresh pages (~0.1 s per 200 MB)
+TILE_ELEMENTS = 2**20
+
+
+def _iou_masks(values: torch.Tensor, threshold: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """IoU of every row's mask ``values > threshold`` with ``ref``, 1.0 when both are empty: (..., S).
+
+    ``values`` (..., S, D), ``threshold`` (..., S, 1), ``ref`` (..., D) 0/1 float32 broadcast over
+    S. Masks are written as 0/1 float32 by ``torch.gt`` (about 10x cheaper than a boolean mask
+    converted to float), a tile of rows at a time; counts are integers below 2**24, exact in
+    float32 whatever the order of summation, and divided in float64.
+    """
+    *lead, S, D = values.shape
+    rows = max(1, min(S, TILE_ELEMENTS // max(1, math.prod(lead) * D)))
+    buf = torch.empty((*lead, rows, D), dtype=torch.float32, device=values.device)
+    inter = torch.empty((*lead, S), dtype=torch.float32, device=values.device)
+    count = torch.empty_like(inter)
+    ref_col = ref.unsqueeze(-1)  # (..., D, 1)
+    for r0 in range(0, S, rows):
+        r1 = min(S, r0 + rows)
+        mask = torch.gt(values[..., r0:r1, :], threshold[..., r0:r1, :], out=buf[..., : r1 - r0, :])
+        inter[..., r0:r1] = torch.matmul(mask, ref_col).squeeze(-1)
+        count[..., r0:r1] = mask.sum(dim=-1)
+    union = (count + ref.sum(dim=-1, keepdim=True) - inter).double()
+    return torch.where(union == 0, 1.0, inter.double() / union.clamp(min=1.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,23 +283,23 @@ def _chunks(shape: torch.Size) -> Iterator[slice]:
         yield slice(lo, min(L, lo + step))
 
 
-def _binarized_chunks(
+def _thresholded_chunks(
     att_old: torch.Tensor,
     att_new: torch.Tensor,
     gt: torch.Tensor,
     beta: float,
     row_filter: RowFilter,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """``(P(old), P(new), gt)`` per chunk of blocks, as float32: the kept rows of both models
-    binarized ``(Lc, H, S, D)`` and the ``(D,)`` GT mask. Block and head scores differ only in
-    how they pick ``RM`` from these."""
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """``(old, P threshold of old, new, P threshold of new, gt)`` per chunk of blocks: the kept
+    rows ``(Lc, H, S, D)`` float32, their ``(Lc, H, S, 1)`` thresholds, and the ``(D,)`` GT mask
+    as 0/1 float32. Block and head scores differ only in how they pick ``RM``."""
     _check(att_old, att_new, gt)
     gt_f = gt.to(device=att_old.device, dtype=torch.float32)
     first = _first_row(att_old, gt, row_filter)
     for part in _chunks(att_old.shape):
         old = att_old[part, :, first:].float()
         new = att_new[part, :, first:].float()
-        yield _binarize_float(old, beta, first), _binarize_float(new, beta, first), gt_f
+        yield old, causal_threshold(old, beta, first), new, causal_threshold(new, beta, first), gt_f
 
 
 def block_scores(
@@ -302,14 +315,13 @@ def block_scores(
     ``gt``: ``(D,)`` bool rationale mask over the document tokens.
     """
     out = []
-    for p_old, p_new, gt_f in _binarized_chunks(att_old, att_new, gt, beta, row_filter):
-        Lc, H, S, D = p_old.shape
-        iou_gt = _iou_rows(p_old, gt_f)  # (Lc, H, S)
+    for old, t_old, new, t_new, gt_f in _thresholded_chunks(att_old, att_new, gt, beta, row_filter):
+        Lc, H, S, D = old.shape
+        iou_gt = _iou_masks(old, t_old, gt_f)  # (Lc, H, S)
         best = iou_gt.reshape(Lc, H * S).argmax(dim=-1)  # (Lc,) first max: lower h, then lower s
-        p_rm = p_old.reshape(Lc, H * S, D)[
-            torch.arange(Lc, device=p_old.device), best
-        ]  # (Lc, D) = P(RM_b)
-        out.append(_iou_rows(p_new.reshape(Lc, H * S, D), p_rm).amax(dim=-1))  # (Lc,)
+        b, h, s = torch.arange(Lc, device=old.device), best // S, best % S
+        p_rm = (old[b, h, s] > t_old[b, h, s]).float()  # (Lc, D) = P(RM_b)
+        out.append(_iou_masks(new, t_new, p_rm[:, None, :]).reshape(Lc, H * S).amax(dim=-1))
     return torch.cat(out)
 
 
@@ -322,11 +334,13 @@ def head_scores(
 ) -> torch.Tensor:
     """Head-level CCI scores of one example, ``(L, H)`` float64; arguments as :func:`block_scores`."""
     out = []
-    for p_old, p_new, gt_f in _binarized_chunks(att_old, att_new, gt, beta, row_filter):
-        Lc, H, S, D = p_old.shape
-        best = _iou_rows(p_old, gt_f).argmax(dim=-1)  # (Lc, H): s*_h, each head against GT
-        p_rm = p_old.gather(2, best[:, :, None, None].expand(Lc, H, 1, D)).squeeze(2)  # (Lc, H, D)
-        out.append(_iou_rows(p_new, p_rm).amax(dim=-1))  # (Lc, H)
+    for old, t_old, new, t_new, gt_f in _thresholded_chunks(att_old, att_new, gt, beta, row_filter):
+        Lc, H, S, D = old.shape
+        best = _iou_masks(old, t_old, gt_f).argmax(dim=-1)  # (Lc, H): s*_h, each head against GT
+        at = best[:, :, None, None]
+        rm = old.gather(2, at.expand(Lc, H, 1, D)).squeeze(2)  # (Lc, H, D) = RM_(b,h)
+        p_rm = (rm > t_old.gather(2, at).squeeze(2)).float()
+        out.append(_iou_masks(new, t_new, p_rm).amax(dim=-1))  # (Lc, H)
     return torch.cat(out)
 
 
