@@ -9,12 +9,13 @@ cropped attention maps of a randomly initialised GPT-2 (GPT-2-small shape by def
 transformer, no LM head) of both models, the full forward with the LM head (first example only),
 then block- and head-level scores, ours and official. Reported per size and level: official and
 our s/example, their ratio, and our arithmetic's share of the lean forward; scores agree to 1e-12
-and per-example choices (block argmin, the ``top_k`` lowest heads) are compared where untied.
+and per-example choices (block argmin, the ``top_k`` lowest heads) are compared where untied, and
+by the official rule (lower index first) applied to both score sets on every example.
 
     python benchmarks/bench_cci_official.py                 # minutes: 2 examples per size
     python benchmarks/bench_cci_official.py --quick         # seconds: 2 blocks, short documents
 
-Writes ``benchmarks/results/cci/official_cpu.json`` (``--out``: elsewhere), with the machine, the
+Writes ``benchmarks/results/cci_official/cpu.json`` (``--out``: elsewhere), with the machine, the
 thread count and the load average at start and end (``--note``: e.g. what else was running).
 """
 
@@ -34,7 +35,7 @@ import torch
 from rational_lamol import cci
 from rational_lamol.adapters import adapter_for
 
-from common import command_line, load_oracle, result_path
+from common import command_line, load_oracle, rationale_spans, result_path, timed
 
 official = load_oracle("cci_official")
 
@@ -54,22 +55,6 @@ def gpt2_pair(n_layer: int, n_head: int, n_embd: int, vocab: int, n_positions: i
         for p in new.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.5 * p.std().clamp(min=1e-3))
     return old, new
-
-
-def rationale(D: int, rng: np.random.Generator) -> torch.Tensor:
-    """Three spans of 7 % of the document each."""
-    gt = torch.zeros(D, dtype=torch.bool)
-    for _ in range(3):
-        length = max(1, int(D * 0.07))
-        start = int(rng.integers(0, D - length + 1))
-        gt[start : start + length] = True
-    return gt
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
 
 
 def full_forward(model, ids: torch.Tensor) -> torch.Tensor:
@@ -95,11 +80,12 @@ def bench_size(old, new, D: int, n_examples: int, n_extra: int, top_k: int, voca
     span = torch.arange(D)  # the document opens the sequence: one contiguous span
     t = {k: 0.0 for k in ("lean", "full", "ours_block", "official_block", "ours_head", "official_head")}
     diff = {"block": 0.0, "head": 0.0}
-    compared = {"block": [0, 0], "head": [0, 0]}  # [compared examples, equal choices]
+    compared = {"block": [0, 0], "head": [0, 0]}  # untied examples: [compared, equal choices]
+    same_rule = {"block": 0, "head": 0}  # examples where the official rule picks alike on both
     same_maps = True
     for i in range(n_examples):
         ids = torch.from_numpy(rng.integers(0, vocab, (1, D + n_extra)))
-        gt = rationale(D, rng)
+        gt = rationale_spans(D, rng)
         maps, s = timed(lambda ids=ids: [ad.attention_maps(ids)[0] for ad in ads])
         t["lean"] += s
         if i == 0:
@@ -119,6 +105,8 @@ def bench_size(old, new, D: int, n_examples: int, n_extra: int, top_k: int, voca
             theirs, s = timed(lambda fn=off_fn, crops=crops, gt=gt: fn(*crops, gt.numpy()))
             t[f"official_{level}"] += s
             diff[level] = max(diff[level], float(np.abs(ours - theirs).max()))
+            choose = official.block_choice if level == "block" else lambda sc: official.head_choice(sc, top_k)
+            same_rule[level] += choose(ours) == choose(theirs)
             if level == "block" and untied_block(ours):
                 compared["block"][0] += 1
                 compared["block"][1] += official.block_choice(theirs) == int(ours.argmin())
@@ -148,12 +136,14 @@ def bench_size(old, new, D: int, n_examples: int, n_extra: int, top_k: int, voca
             "max_abs_score_difference": diff[level],
             "untied_examples_compared": compared[level][0],
             "same_choice": compared[level][1],
+            "same_choice_by_the_official_rule": same_rule[level],
         }
         print(
             f"D={D:5d} {level:5s}: official {theirs:8.3f} s/ex, ours {ours:7.4f} s/ex "
             f"({theirs / ours:6.1f}x), ours / lean forward {ours / lean:6.1%} "
             f"(lean forward {lean:.2f} s, full {t['full']:.2f} s), score diff {diff[level]:.1e}, "
-            f"same choice {compared[level][1]}/{compared[level][0]}",
+            f"same choice {compared[level][1]}/{compared[level][0]} untied, "
+            f"{same_rule[level]}/{n_examples} by the official rule on both",
             flush=True,
         )
     return row
@@ -181,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--top-k", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default="", help="recorded as is, e.g. the load on the machine")
-    parser.add_argument("--out", type=Path, default=result_path("cci", "official_cpu"))
+    parser.add_argument("--out", type=Path, default=result_path("cci_official", "cpu"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     n_extra = 12  # question, __ans__ and answer tokens after the document

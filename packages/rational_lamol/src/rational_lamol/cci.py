@@ -32,9 +32,9 @@ that see the whole rationale. Results record which one was used.
 
 Everything is vectorized over blocks, heads and rows; the per-example crop is a loop over the batch
 (documents differ in length) and a slice of the contiguous document span. IoU counts are exact: 0/1
-masks are written as float32 by ``torch.gt`` in cache-sized tiles of rows, multiplied (integer counts
-below 2**24) and divided in float64. Causal rows take the percentile from a prefix of the row, or need none (threshold 0):
-:func:`causal_threshold`, equal bit for bit to :func:`percentile_threshold`.
+masks are written as float32 by ``torch.gt`` in cache-sized tiles of rows, multiplied (integer
+counts below 2**24) and divided in float64. Causal rows take the percentile from a prefix of the
+row, or need none (threshold 0): :func:`causal_threshold`, bit for bit :func:`percentile_threshold`.
 
 Axis letters: N examples, B batch, L blocks, H heads, T tokens, S query rows, D document keys.
 """
