@@ -36,7 +36,7 @@ from rational_lamol.cci import (
     vote_heads,
 )
 
-from common import command_line, load_oracle, result_path
+from common import command_line, load_oracle, rationale_spans, result_path, timed
 
 loop = load_oracle("cci_reference_loop")
 
@@ -53,21 +53,6 @@ def attention_like(
     return old, new
 
 
-def rationale(D: int, rng: np.random.Generator) -> torch.Tensor:
-    gt = torch.zeros(D, dtype=torch.bool)
-    for _ in range(3):
-        length = max(1, int(D * 0.07))
-        start = int(rng.integers(0, D - length + 1))
-        gt[start : start + length] = True
-    return gt
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
 def bench_size(
     D: int, n_vec: int, n_loop: int, loop_blocks: int | None, L: int, H: int, top_k: int, seed: int
 ) -> dict:
@@ -82,7 +67,7 @@ def bench_size(
     examples = []
     for _ in range(max(n_vec, n_loop)):
         old, new = attention_like(L, H, D, gen)
-        examples.append((old, new, rationale(D, rng)))
+        examples.append((old, new, rationale_spans(D, rng)))
     k = L if loop_blocks is None else min(loop_blocks, L)
     row: dict = {"doc_tokens": D, "blocks": L, "heads": H, "loop_blocks_timed": k}
     for level, fn, loop_fn in (
@@ -157,7 +142,7 @@ def bench_models(n_examples: int, doc_len: int, seed: int) -> dict:
     for _ in range(n_examples):
         D = int(rng.integers(doc_len // 2, doc_len + 1))
         T = D + 12
-        rat = rationale(D, rng).tolist() + [False] * 12
+        rat = rationale_spans(D, rng).tolist() + [False] * 12
         examples.append(
             {
                 "input_ids": rng.integers(0, 1000, T).tolist(),

@@ -1,5 +1,6 @@
 """Helpers every benchmark script shares: where results go, the shared data, ``--set KEY=VALUE``
-overrides, the command line a result records, and the reference oracles kept under ``tests/oracles``.
+overrides, the command line a result records, the reference oracles kept under ``tests/oracles``,
+a timer and the synthetic rationales of the CCI benchmarks.
 
 Scripts run as ``python benchmarks/<script>.py``, so this folder is first on ``sys.path`` and
 ``from common import ...`` finds this module. No script imports another script.
@@ -13,8 +14,15 @@ import json
 import os
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
@@ -67,3 +75,25 @@ def load_oracle(name: str) -> ModuleType:
     sys.modules[module_name] = module  # NamedTuples and dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
+
+
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """``fn()`` and the wall-clock seconds it took."""
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def rationale_spans(D: int, rng: np.random.Generator) -> torch.Tensor:
+    """A synthetic rationale over D document tokens: three spans of 7 % each, a ``(D,)`` bool tensor."""
+    import torch
+
+    gt = torch.zeros(D, dtype=torch.bool)
+    for _ in range(3):
+        length = max(1, int(D * 0.07))
+        start = int(rng.integers(0, D - length + 1))
+        gt[start : start + length] = True
+    return gt

@@ -37,6 +37,8 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                            "bench_invrat_rationalize.py", "docs/results/throughput.md"),
     "cci": ("CCI vectorized vs a per-row loop: examples/s and identical choices",
             "bench_cci.py", "docs/results/throughput.md"),
+    "cci_official": ("CCI arithmetic vs the official r_lamol algorithm (per-example numpy), interleaved: "
+                     "s/example, ratio, share of the lean forward", "bench_cci_official.py", "docs/results/throughput.md"),
     "lamol_throughput": ("LAMOL pseudo-sample generation (KV cache + batch vs plain loop) and training tokens/s",
                          "bench_lamol_throughput.py", "docs/results/throughput.md"),
 }
@@ -114,6 +116,15 @@ def headline_cci(d: Result) -> str:
             f"({min(sizes)}-{max(sizes)} document tokens); same choices: {same}")
 
 
+def headline_cci_official(d: Result) -> str:
+    return "; ".join(
+        f"{row['doc_tokens']} tokens: " + ", ".join(
+            f"{level} {row[level]['official_over_ours']}x ({100 * row[level]['ours_share_of_lean_forward']:.0f}% of the forward)"
+            for level in ("block", "head"))
+        for row in d["sizes"]
+    ) + f" ({d['environment']['torch_threads']} thread, load {d['environment']['load_average_at_start'][0]:.1f})"
+
+
 def headline_throughput(d: Result) -> str:
     return "; ".join(
         f"{name}: generation {run['generation']['speedup']}x faster with the KV cache, "
@@ -136,6 +147,7 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "invrat_label_ceiling": lambda d: f"test macro F1 {d['test']['macro_f1']:.3f} (kept epoch {d['selected_epoch']})",
     "invrat_rationalize": lambda d: f"{d['docs_per_minute']:,.0f} documents/minute on {d['threads']} thread(s)",
     "cci": headline_cci,
+    "cci_official": headline_cci_official,
     "lamol_throughput": headline_throughput,
 }
 

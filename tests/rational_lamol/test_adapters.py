@@ -220,3 +220,24 @@ def test_attention_maps_require_eager(tiny_gpt2):
     model = tiny_gpt2(attn="sdpa")
     with pytest.raises(ValueError, match='attn_implementation="eager"'):
         adapter_for(model).attention_maps(torch.randint(0, VOCAB, (1, 5)))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_attention_maps_skip_the_lm_head_with_identical_maps(family, tiny_gpt2, tiny_llama):
+    """The lean forward (base transformer, no logits) returns exactly the full forward's attention."""
+    model = tiny_gpt2(n_layer=3, n_head=4) if family == "gpt2" else tiny_llama(n_layer=3, n_head=6, n_kv=2)
+    model.eval()
+    ids = torch.randint(0, VOCAB, (3, 13))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    calls = []
+    head = model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        lean = adapter_for(model).attention_maps(ids, mask)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, output_attentions=True, use_cache=False)
+    assert not calls  # the LM head never ran
+    assert torch.equal(lean, torch.stack(full.attentions, dim=1))

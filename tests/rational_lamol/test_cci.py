@@ -109,9 +109,10 @@ def test_iou():
     assert iou(empty, a).item() == 0.0
     assert iou(torch.stack([a, b, empty]), a).tolist() == pytest.approx([1.0, 1 / 3, 0.0])
     # The fast count-based IoU used inside the scores agrees.
-    rows = torch.stack([a, b, empty]).float()
-    assert cci._iou_rows(rows, a.float()).tolist() == iou(rows.bool(), a).tolist()
-    assert cci._iou_rows(empty[None].float(), empty.float()).tolist() == [1.0]
+    rows = torch.stack([a, b, empty]).float()  # masks: rows > 0.5
+    half = torch.full((3, 1), 0.5)
+    assert cci._iou_masks(rows, half, a.float()).tolist() == iou(rows.bool(), a).tolist()
+    assert cci._iou_masks(empty[None].float(), half[:1], empty.float()).tolist() == [1.0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,3 +369,138 @@ def test_all_skipped_and_bad_arguments(tiny_gpt2):
         identify_critical_components(model, model, [], level="layer")
     with pytest.raises(ValueError, match="row_filter"):
         identify_critical_components(model, model, [], row_filter="late")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths: equal to the plain computation bit for bit
+# ---------------------------------------------------------------------------------------------
+def causal_rows(L, H, S, D, first=0, seed=0, ties=False):
+    """Softmax rows where row i sees keys <= first + i; ``ties``: values from a few levels
+    (many equal entries), with exact zeros inside the causal prefix too."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(L, H, S, D, generator=g) * 2.0
+    if ties:
+        logits = (logits * 1.5).round()
+        logits[logits < -1] = -torch.inf  # zeros inside the prefix
+    keys = torch.arange(D)
+    rows = first + torch.arange(S)
+    att = torch.softmax(logits.masked_fill(keys[None, :] > rows[:, None], -torch.inf), dim=-1)
+    return att.nan_to_num(0.0)  # a row of -inf only: all zeros
+
+
+@pytest.mark.parametrize("beta", [0.0, 5.0, 20.0, 37.5, 50.0, 60.0, 100.0])
+@pytest.mark.parametrize("D", [1, 2, 3, 7, 40, 129])
+@pytest.mark.parametrize("ties", [False, True])
+def test_causal_threshold_equals_the_full_row_threshold(beta, D, ties):
+    for first in (0, D // 3, D - 1):
+        att = causal_rows(2, 3, D - first, D, first, seed=D, ties=ties)
+        expected = percentile_threshold(att, beta)
+        got = cci.causal_threshold(att, beta, first)
+        assert torch.equal(got, expected), (beta, D, first)
+
+
+def test_causal_threshold_zero_rows_need_no_selection(monkeypatch):
+    """Early causal rows (fewer non-zero entries than the top beta %) get a threshold of exactly 0
+    without ``topk``; the rest come from a prefix of the row."""
+    D = 50
+    att = causal_rows(1, 2, D, D)
+    expected = percentile_threshold(att, 20.0)
+    calls = []
+    top_pair = cci._top_pair
+    monkeypatch.setattr(cci, "_top_pair", lambda v, k: calls.append(v.shape) or top_pair(v, k))
+    got = cci.causal_threshold(att, 20.0)
+    lo = int(0.8 * (D - 1))  # 39: rows 0..D-lo-3 = 0..8 hold >= lo + 2 zeros
+    assert torch.equal(got, expected)
+    assert (got[..., : D - lo - 2, :] == 0).all() and (got[..., D - lo - 2 :, :] > 0).all()
+    assert all(shape[-2] * 8 <= D for shape in calls)  # bands, never every row at once
+    assert any(shape[-1] < D for shape in calls)  # prefixes shorter than the row
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    ["negative", "nonzero_after", "not_causal"],
+)
+def test_causal_threshold_falls_back_on_non_causal_rows(spoil):
+    att = causal_rows(2, 2, 30, 30)
+    if spoil == "negative":
+        att[0, 1, 2, 0] = -1e-3
+    elif spoil == "nonzero_after":
+        att[1, 0, 3, 29] = 1e-6
+    else:
+        att = torch.rand(2, 2, 30, 30)
+    assert torch.equal(cci.causal_threshold(att, 20.0), percentile_threshold(att, 20.0))
+
+
+@pytest.mark.parametrize("tile", [1, 7, 2**20])
+def test_iou_masks_equal_the_boolean_iou(tile, monkeypatch):
+    """Tiled float masks (any tile size) give the IoU of the boolean masks, bit for bit, including
+    empty masks (1.0) and a reference per leading index."""
+    monkeypatch.setattr(cci, "TILE_ELEMENTS", tile)
+    att = causal_rows(2, 3, 33, 33, ties=True)
+    att[0, 0, 5] = 0.0  # an empty mask
+    thr = percentile_threshold(att, 20.0)
+    mask = att > thr
+    g = torch.Generator().manual_seed(0)
+    for gt_mask in (torch.rand(33, generator=g) < 0.3, torch.rand(2, 1, 33, generator=g) < 0.3,
+                torch.rand(2, 3, 33, generator=g) < 0.3, torch.zeros(33, dtype=torch.bool)):
+        got = cci._iou_masks(att, thr, gt_mask.float())
+        assert torch.equal(got, iou(mask, gt_mask.unsqueeze(-2)))
+
+
+def test_crop_slices_a_contiguous_span_and_gathers_anything_else():
+    att = torch.rand(2, 3, 12, 12)
+    for positions in ([3, 4, 5, 6], [0], list(range(12)), [2, 3, 5, 6], [1, 7]):
+        idx = torch.tensor(positions)
+        expected = att.index_select(2, idx).index_select(3, idx)
+        assert torch.equal(cci._crop(att, idx), expected)
+    assert cci._crop(att, torch.tensor([3, 4, 5]))._base is att  # a view, no copy
+
+
+@pytest.mark.parametrize("level", ["block", "head"])
+def test_identify_with_the_document_after_a_prefix_or_with_a_hole(level, tiny_gpt2):
+    """A document that does not start the sequence (sliced) and one with a hole (gathered)
+    score as the loop scores the same crops."""
+    old = tiny_gpt2(n_layer=2, n_head=2, n_embd=16)
+    new = perturbed(old)
+    examples = cci_examples()
+    for k, ex in enumerate(examples):  # 2 leading non-document tokens; every other one: a hole
+        ex["input_ids"] = [5, 6] + ex["input_ids"]
+        ex["doc_mask"] = [False, False] + ex["doc_mask"]
+        ex["rationale_mask"] = [False, False] + ex["rationale_mask"]
+        if k % 2:
+            ex["doc_mask"][4] = ex["rationale_mask"][4] = False
+    result = identify_critical_components(old, new, make_cci_batches(examples, batch_size=4), level=level, top_k=3)
+    loop_examples = []
+    for ex in examples:
+        ids = torch.tensor([ex["input_ids"]])
+        idx = torch.tensor(ex["doc_mask"]).nonzero().squeeze(-1)
+        crop = [adapter_for(m).attention_maps(ids)[0][:, :, idx][:, :, :, idx].numpy() for m in (old, new)]
+        loop_examples.append((*crop, torch.tensor(ex["rationale_mask"])[idx].numpy()))
+    chosen, hist, n_used, skipped = ref.identify_loop(loop_examples, level=level, top_k=3)
+    assert (result.n_used, result.n_skipped) == (n_used, skipped)
+    assert result.votes == hist
+    assert [tuple(c) if isinstance(c, list) else c for c in result.chosen] == chosen
+
+
+def test_scores_match_the_official_transcription():
+    """tests/oracles/cci_official.py (the official per-row numpy arithmetic, the two documented
+    fixes applied): the same scores up to the rounding of ``1 - jaccard distance``, and the same
+    per-example choices where the example has no tie."""
+    pytest.importorskip("scipy")
+    from oracles import cci_official as official
+
+    for seed in range(3):
+        old = causal_rows(2, 3, 24, 24, seed=seed)
+        new = causal_rows(2, 3, 24, 24, seed=seed + 10)
+        gt = torch.zeros(24, dtype=torch.bool)
+        gt[5 + seed : 11 + seed] = True
+        ours_b = block_scores(old, new, gt).numpy()
+        ours_h = head_scores(old, new, gt).numpy()
+        args = (old.numpy(), new.numpy(), gt.numpy())
+        np.testing.assert_allclose(official.block_scores(*args), ours_b, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(official.head_scores(*args), ours_h, rtol=0, atol=1e-12)
+        if (ours_b == ours_b.min()).sum() == 1:
+            assert official.block_choice(official.block_scores(*args)) == int(ours_b.argmin())
+        flat = np.sort(ours_h, axis=None)
+        if flat[2] != flat[3]:  # no tie across the 3rd place
+            assert official.head_choice(official.head_scores(*args), 3) == official.head_choice(ours_h, 3)

@@ -161,7 +161,10 @@ class ModelAdapter:
     ) -> torch.Tensor:
         """Post-softmax attention of every block and head, ``(B, L, H, T, T)``, in eval mode.
 
-        The model's training mode is restored afterwards. Tensors are moved to the model's device.
+        Only the base transformer runs (``model.base_model``): the LM head and its ``(B, T, vocab)``
+        logits — about 40 % of a GPT-2-small forward — are never read by CCI, and the attention
+        is the same tensor either way. The model's training mode is restored afterwards.
+        Tensors are moved to the model's device.
         """
         self.check_eager()
         model = self.model
@@ -169,7 +172,7 @@ class ModelAdapter:
         was_training = model.training
         model.eval()
         try:
-            out = model(
+            out = model.base_model(
                 input_ids=input_ids.to(device),
                 attention_mask=None if attention_mask is None else attention_mask.to(device),
                 output_attentions=True,
