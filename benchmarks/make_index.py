@@ -23,8 +23,9 @@ Result = dict[str, Any]
 
 #: what each benchmark folder holds, its script and the docs page that discusses it
 BENCHMARKS: dict[str, tuple[str, str, str]] = {
-    "main_job": ("`rational-lamol run` (the demo) over several seeds: ACC mean ± std per method",
-                 "bench_main_job.py", "docs/results/main_job.md"),
+    "main_job": ("an experiment (the demo's protocol) over seeds and task orders: ACC mean ± std per method, "
+                 "paired differences against lamol and the random controls",
+                 "bench_main_job.py", "docs/results/lamol_protocol.md"),
     "invrat_synthetic": ("InvRat vs a plain RNP on the polluted synthetic tasks: spurious-token rate, token F1",
                          "bench_invrat_synthetic.py", "docs/results/invrat_synthetic.md"),
     "invrat_game_optimum": ("the InvRat game's exact optimum on the `word-noise` task, per lambda_diff",
