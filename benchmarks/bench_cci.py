@@ -18,7 +18,6 @@ Writes ``benchmarks/results/cci/<device>.json`` (``--out``: elsewhere).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -36,7 +35,7 @@ from rational_lamol.cci import (
     vote_heads,
 )
 
-from common import command_line, load_oracle, rationale_spans, result_path, timed
+from common import command_line, load_oracle, rationale_spans, result_path, timed, write_result
 
 loop = load_oracle("cci_reference_loop")
 
@@ -233,9 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["all_compared_choices_identical"] = all(
         c["same_votes_and_chosen"] for c in checks if c["same_votes_and_chosen"] is not None
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out} ({results['total_seconds']} s)")
+    write_result(args.out, results)
     return results
 
 

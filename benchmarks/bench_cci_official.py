@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import time
@@ -35,7 +34,7 @@ import torch
 from rational_lamol import cci
 from rational_lamol.adapters import adapter_for
 
-from common import command_line, load_oracle, rationale_spans, result_path, timed
+from common import command_line, load_oracle, rationale_spans, result_path, timed, write_result
 
 official = load_oracle("cci_official")
 
@@ -207,9 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     results["total_seconds"] = round(time.perf_counter() - start, 1)
     results["environment"]["load_average_at_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out} ({results['total_seconds']} s)")
+    write_result(args.out, results)
     return results
 
 

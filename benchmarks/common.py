@@ -37,6 +37,13 @@ def result_path(benchmark: str, name: str) -> Path:
     return RESULTS / benchmark / f"{name}.json"
 
 
+def write_result(path: Path, result: dict) -> None:
+    """A benchmark's JSON (its folder made when missing), and a line saying where it went."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path} ({result.get('total_seconds', '?')} s)")
+
+
 def command_line() -> str:
     """The command that is running, as a user would type it from the repository root."""
     script = Path(sys.argv[0]).resolve()

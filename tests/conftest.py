@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,3 +34,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@contextmanager
+def _lock_held_by_another_process(run_dir: Path) -> Iterator[None]:
+    """``run_dir`` locked (``lock_run_dir``) by a separate Python process for the block's duration."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom rationale_commons.runtime import lock_run_dir\n"
+         f"with lock_run_dir({str(run_dir)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.communicate("")
+
+
+@pytest.fixture
+def locked_by_another_process() -> Callable[[Path], AbstractContextManager[None]]:
+    """``with locked_by_another_process(run_dir): ...`` runs the block while another process holds the lock."""
+    return _lock_held_by_another_process

@@ -7,8 +7,6 @@ import errno
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -160,19 +158,11 @@ def test_a_full_disk_mid_checkpoint_loses_nothing_and_resumes(tiny: dict[str, Pa
         json.loads((tiny["run"] / "metrics.json").read_text())[-1]["dev_acc"]
 
 
-def test_a_second_train_on_a_locked_run_dir_is_refused(tiny: dict[str, Path]) -> None:
+def test_a_second_train_on_a_locked_run_dir_is_refused(tiny: dict[str, Path], locked_by_another_process) -> None:
     out = tiny["root"] / "locked"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom rationale_commons.runtime import lock_run_dir\n"
-         f"with lock_run_dir({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with locked_by_another_process(out):
         line = one_line_error("train", tiny["data"], "--out", out, "--config", tiny["config"], "--resume")
         assert "in use by another running process" in line
-    finally:
-        holder.communicate("")
     assert [p.name for p in out.iterdir()] == [".lock"]  # the refused process wrote nothing
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,20 +52,13 @@ def write_toml(path: Path, cfg: dict) -> Path:
 
 # -- one run per dir ------------------------------------------------------------------------------
 
-def test_a_second_run_on_a_locked_dir_is_refused_and_writes_nothing(tmp_path: Path, tiny_config) -> None:
+def test_a_second_run_on_a_locked_dir_is_refused_and_writes_nothing(tmp_path: Path, tiny_config,
+                                                                   locked_by_another_process) -> None:
     out = tmp_path / "run"
     config = write_toml(tmp_path / "tiny.toml", tiny_config())
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom rationale_commons.runtime import lock_run_dir\n"
-         f"with lock_run_dir({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with locked_by_another_process(out):
         line = one_line_error("run", "--config", config, "--out", out, "--resume")
         assert "in use by another running process" in line
-    finally:
-        holder.communicate("")
     assert [p.name for p in out.iterdir()] == [".lock"]  # not even a line of run.log
 
 

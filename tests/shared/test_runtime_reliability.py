@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -98,19 +96,11 @@ def test_write_json_atomic_on_a_full_disk_keeps_the_old_file(tmp_path: Path, mon
     assert json.loads(path.read_text()) == [1] and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
-def test_a_second_process_cannot_lock_a_locked_run_dir(tmp_path: Path) -> None:
+def test_a_second_process_cannot_lock_a_locked_run_dir(tmp_path: Path, locked_by_another_process) -> None:
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom rationale_commons.runtime import lock_run_dir\n"
-         f"with lock_run_dir({str(run_dir)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with locked_by_another_process(run_dir):
         with pytest.raises(DataError, match="in use by another running process"), lock_run_dir(run_dir):
             pass
-    finally:
-        holder.communicate("")
     with lock_run_dir(run_dir):  # released when the holder ended
         assert run_dir_is_fresh(run_dir)  # the lock file alone is no run
 
