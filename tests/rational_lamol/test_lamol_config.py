@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rational_lamol import pipeline, trainer
@@ -80,3 +82,18 @@ def test_existing_run_dir_needs_resume(tmp_path, tiny_config, no_training):
     with pytest.raises(DataError, match="config differs"):
         run_experiment(parse_config(tiny_config()), tmp_path / "run", resume=True)
     assert pipeline  # imported for monkeypatch targets
+
+
+def test_resume_accepts_a_config_saved_before_a_defaulted_setting_existed(tiny_config):
+    """config.json written by an older version lacks settings added since with neutral defaults;
+    it is still the same run. A changed value is not."""
+    from rational_lamol.pipeline import same_config
+
+    config = parse_config(tiny_config())
+    saved = json.loads(config.model_dump_json())
+    for task in saved["tasks"]:
+        del task["context_words"], task["context_anchor"]  # keys this version added
+    assert same_config(saved, config)
+    saved["training"]["lr"] *= 2
+    assert not same_config(saved, config)
+    assert not same_config({"name": "x", "unknown": 1}, config)

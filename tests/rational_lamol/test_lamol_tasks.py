@@ -9,11 +9,14 @@ from hypothesis import strategies as st
 from rational_lamol.answers import normalize_answer
 from rational_lamol.tasks import (
     ANS_TOKEN,
+    crop_context,
     encode_qa,
+    evidence_kept,
     pseudo_sample_count,
     special_ids,
 )
 from rationale_commons.errors import DataError
+from rationale_commons.records import Example
 
 VOCAB = ["the", "movie", "was", "great", "awful", "plot", "acting", "good", "bad", "fine"]
 
@@ -62,3 +65,45 @@ def test_special_ids_and_counts(tiny_tokenizer):
     assert pseudo_sample_count(0.2, 101, 2) == [11, 10]  # ceil(20.2) = 21
     assert pseudo_sample_count(0.2, 100, 0) == []
     assert normalize_answer("  Positive. ") == "positive"
+
+
+def _annotated(n_words: int, evidence: range) -> Example:
+    return Example(id="e", words=[f"w{k}" for k in range(n_words)], label="yes",
+                   rationale=[int(k in evidence) for k in range(n_words)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_words=st.integers(1, 300), window=st.integers(8, 120), first=st.integers(0, 299), length=st.integers(1, 20))
+def test_evidence_window_keeps_the_evidence_start(n_words, window, first, length):
+    first = min(first, n_words - 1)
+    ex = _annotated(n_words, range(first, first + length))
+    cut = crop_context(ex, window, "evidence")
+    assert len(cut.words) == min(n_words, window)
+    assert cut.rationale == [int(w in {f"w{k}" for k in range(first, first + length)}) for w in cut.words]
+    assert f"w{first}" in cut.words  # the first evidence word always survives
+    start = int(cut.words[0][1:])
+    assert cut.words == ex.words[start : start + len(cut.words)]  # one contiguous window
+    if n_words > window and first >= window // 4 and first - window // 4 + window <= n_words:
+        assert start == first - window // 4  # a quarter of the window of context before the evidence
+
+
+def test_start_window_and_unannotated_documents_keep_the_beginning():
+    ex = _annotated(50, range(40, 45))
+    assert crop_context(ex, 10, "start").words == ex.words[:10]
+    plain = ex.model_copy(update={"rationale": None})
+    assert crop_context(plain, 10, "evidence").words == ex.words[:10]
+    assert crop_context(ex, 60, "evidence") is ex  # short enough: untouched
+    assert evidence_kept([ex], [crop_context(ex, 10, "start")]) == 0.0
+    assert evidence_kept([ex], [crop_context(ex, 10, "evidence")]) == 1.0
+
+
+def test_context_words_applies_to_every_split(tmp_path):
+    from rational_lamol.config import TaskConfig
+    from rational_lamol.tasks import load_task
+
+    task = TaskConfig(name="pair", data="synthetic:pair", max_train=12, max_val=4, max_test=4,
+                      context_words=8, context_anchor="evidence", synthetic={"doc_words": [20, 30]})
+    data = load_task(task)
+    for _, exs in data.splits.items():
+        assert all(len(ex.words) == 8 for ex in exs)
+        assert all(ex.rationale is None or len(ex.rationale) == 8 for ex in exs)

@@ -192,3 +192,36 @@ def test_cci_items_align_rationale_words_to_document_tokens(tiny_tokenizer):
     window = len(item.input_ids) - len(doc) + 2 + 1  # room for GEN/EOS and one document token ("the")
     cut = cci_item(ex, encode_qa(ex, tiny_tokenizer, window, question="what is the sentiment of this review?"))
     assert cut.truncated and not any(cut.rationale_mask)
+
+
+def test_comparison_with_other_rationales_records_agreement_and_changes_nothing(run_dir, tmp_path):
+    """``compare_with`` runs CCI a second time from the other source; the run itself is unchanged."""
+    from rational_lamol.pipeline import run_experiment
+
+    config = _config(methods=["rational-head"],
+                     method_options={"rational-head": {"top_k": 2, "compare_with": "invrat"}})
+    out = tmp_path / "run"
+    run_experiment(parse_config(config), out)
+    entries = json.loads((_method_dir(out, "rational-head") / "cci.json").read_text())
+    plain = json.loads((_method_dir(run_dir, "rational-head") / "cci.json").read_text())
+    assert "comparison" not in entries[0]  # sentiment's own rationales are InvRat's already
+    second = entries[1]["comparison"]  # topic: human rationales, compared with InvRat's
+    assert second["rationale_source"]["source"] == "invrat"
+    assert second["size"] == len(entries[1]["chosen"]) and 0 <= second["overlap"] <= second["size"]
+    assert second["same"] == (sorted(map(tuple, second["chosen"])) == sorted(map(tuple, entries[1]["chosen"])))
+    assert (out / "rationales" / "topic.jsonl").is_file()
+    assert {e["task"] for e in json.loads((out / "rationale_samples.json").read_text())} == {"sentiment", "topic"}
+    for mine, theirs in zip(entries, plain, strict=True):
+        assert mine["chosen"] == theirs["chosen"] and mine["votes"] == theirs["votes"]
+    a, b = (_state(_method_dir(d, "rational-head") / "3_pair" / "model") for d in (out, run_dir))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_choice_agreement():
+    from rational_lamol.freezing import FreezeSpec
+    from rational_lamol.rational import choice_agreement
+
+    a, b = FreezeSpec(heads=[(0, 1), (1, 0)]), FreezeSpec(heads=[(1, 0), (1, 1)])
+    assert choice_agreement(a, b, "head") == {"size": 2, "overlap": 1, "jaccard": round(1 / 3, 4), "same": False}
+    assert choice_agreement(FreezeSpec(blocks=[2]), FreezeSpec(blocks=[2]), "block")["same"]
+    assert choice_agreement(FreezeSpec(), FreezeSpec(), "block")["jaccard"] == 1.0

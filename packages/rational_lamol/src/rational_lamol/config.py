@@ -106,6 +106,18 @@ class TaskConfig(_Strict):
             "e.g. {pair_statements = 1, doc_words = [20, 40], polluted = true}"
         ),
     )
+    context_words: int | None = Field(
+        None, ge=8, description="cut every document to at most this many words before tokenizing (unset: whole "
+        "documents, truncated from their end where they overflow the model window)"
+    )
+    context_anchor: Literal["start", "evidence"] = Field(
+        "start",
+        description=(
+            "where a cut document's window starts: its first word ('start'), or a quarter of the window "
+            "before its first human-rationale word ('evidence'; every split and method alike, documents "
+            "without a rationale start at their first word)"
+        ),
+    )
     max_train: int | None = Field(None, ge=1, description="cap: a seeded random subset, in the data's order")
     max_val: int | None = Field(None, ge=1, description="cap on the val split (as max_train)")
     max_test: int | None = Field(None, ge=1, description="cap on the test split (as max_train)")

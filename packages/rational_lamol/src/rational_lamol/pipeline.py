@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from rational_lamol.config import ExperimentConfig
+from rational_lamol.config import ExperimentConfig, parse_config
 from rational_lamol.evaluate import evaluate_task
 from rational_lamol.methods import Learned, Method
 from rational_lamol.modeling import (
@@ -150,7 +150,7 @@ class Session:
         if not self.resume:
             raise DataError("run dir already holds a run; pass --resume to continue it or pick another --out",
                             path=self.out_dir)
-        if read_json(cfg_path) != json.loads(self.config.model_dump_json()):
+        if not same_config(read_json(cfg_path), self.config):
             raise DataError("--resume: the config differs from the one this run dir was started with",
                             path=cfg_path)
 
@@ -350,6 +350,17 @@ class Session:
                 write_json_atomic(tmp / "info.json", {"trained_by": method.name, "stats": learned.stats})
         self.accelerator.wait_for_everyone()
         return learned
+
+
+def same_config(saved: dict[str, Any], config: ExperimentConfig) -> bool:
+    """Whether a run dir's ``config.json`` is ``config``. The saved one is read with today's
+    defaults, so a setting added since (with a default that changes nothing) does not lock an
+    older run dir out of ``--resume``."""
+    try:
+        then = parse_config(saved)
+    except DataError:
+        return False
+    return json.loads(then.model_dump_json()) == json.loads(config.model_dump_json())
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False) -> dict:

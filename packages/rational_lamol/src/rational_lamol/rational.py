@@ -23,6 +23,9 @@ freeze is released after the stage, so the next probe may change those weights a
     {"from_task", "to_task", "level", "chosen", "frozen", "votes", "n_used", "n_skipped",
      "scores_mean", "param_counts", "beta", "row_filter", "top_k", "rationale_source", ...}
 
+With the option ``compare_with``, ``"comparison"`` adds what CCI would have chosen from the other
+rationale source (human or InvRat) on the same examples and models, and how far the two agree.
+
 ``frozen`` is everything frozen while training ``to_task`` (earlier freezes included), in the
 shape of ``chosen`` (``[block, ...]`` or ``[[block, head], ...]``). A resumed run reads the freeze
 history back from ``cci.json``.
@@ -144,6 +147,13 @@ class RationalOptions(BaseModel):
     accumulate: bool = Field(True, description="keep the components chosen at earlier transitions frozen")
     row_filter: RowFilter = Field("all", description="attention rows CCI reads (docs/algorithms.md §2)")
     cci_batch_size: int = Field(8, ge=1, description="examples per CCI forward pass")
+    compare_with: Literal["human", "invrat"] | None = Field(
+        None,
+        description=(
+            "also run CCI from this rationale source on the same examples, models and probe, and record "
+            "its choice and the agreement in cci.json (what is frozen still follows the task's own source)"
+        ),
+    )
 
 
 class RationalMethod(FreezingMethod):
@@ -172,15 +182,15 @@ class RationalMethod(FreezingMethod):
                                callbacks=callbacks)
 
         # 2. CCI on the previous task's rationale-annotated examples
-        examples, source = stage.resources.rationales(prev_task, o.split)
-        items, no_rationale = cci_items(stage.tasks[prev_task], examples[: o.n_examples], stage.tokenizer,
-                                        stage.max_length)
-        result: CCIResult = identify_critical_components(
-            model, probe,
-            cci_batches(items, batch_size=o.cci_batch_size, pad_token_id=stage.ids.pad, device=stage.accelerator.device),
-            level=self.level, top_k=o.top_k, beta=o.beta, row_filter=o.row_filter, tie_seed=stage.seed_for("ties"),
-            n_without_rationale=no_rationale,
-        )
+        result, source = self.identify(stage, model, probe, prev_task)
+        comparison = None
+        if o.compare_with and o.compare_with != source["source"]:
+            other, other_source = self.identify(stage, model, probe, prev_task, o.compare_with)
+            comparison = {"rationale_source": other_source, "chosen": spec_to_components(FreezeSpec.from_cci(other), self.level),
+                          "votes": other.votes, "n_used": other.n_used, "n_tied": other.n_tied,
+                          **choice_agreement(FreezeSpec.from_cci(result), FreezeSpec.from_cci(other), self.level)}
+            log.info("  [%s] CCI from %s rationales would choose %s (overlap %d of %d)", self.name, o.compare_with,
+                     comparison["chosen"], comparison["overlap"], comparison["size"])
         del probe
         gc.collect()
 
@@ -206,9 +216,33 @@ class RationalMethod(FreezingMethod):
             "split": o.split,
             "rationale_source": source,
             "ties": result.ties,
+            **({"comparison": comparison} if comparison else {}),
             "stats": {"probe_train": probe_stats},
         }
         return chosen, earlier.merged(chosen), record
+
+    def identify(self, stage: Stage, model, probe, task: str, source: str | None = None) -> tuple[CCIResult, dict[str, Any]]:
+        """CCI of ``model`` (old) against ``probe`` (new) on ``task``'s first ``n_examples`` of the
+        split, with the rationales of ``source`` (default: the task's own), and where they came from."""
+        o = self.options
+        examples, info = stage.resources.rationales(task, o.split, source)
+        items, no_rationale = cci_items(stage.tasks[task], examples[: o.n_examples], stage.tokenizer, stage.max_length)
+        result = identify_critical_components(
+            model, probe,
+            cci_batches(items, batch_size=o.cci_batch_size, pad_token_id=stage.ids.pad, device=stage.accelerator.device),
+            level=self.level, top_k=o.top_k, beta=o.beta, row_filter=o.row_filter, tie_seed=stage.seed_for("ties"),
+            n_without_rationale=no_rationale,
+        )
+        return result, info
+
+
+def choice_agreement(a: FreezeSpec, b: FreezeSpec, level: str) -> dict[str, Any]:
+    """How far two CCI choices agree: components in common (``overlap``) out of the first's
+    ``size``, and their Jaccard index (1.0 for two empty choices)."""
+    first, second = (set(map(tuple, spec_to_components(x, "head"))) if level == "head" else set(x.blocks) for x in (a, b))
+    union = first | second
+    return {"size": len(first), "overlap": len(first & second),
+            "jaccard": round(len(first & second) / len(union), 4) if union else 1.0, "same": first == second}
 
 
 def _log_counts(method: str, counts: dict[str, Any]) -> None:

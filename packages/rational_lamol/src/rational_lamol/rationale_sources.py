@@ -152,17 +152,22 @@ class RationaleProvider:
         self.accelerator = accelerator
         self._cache: dict[tuple[str, str], tuple[list[Example], dict[str, Any]]] = {}
 
-    def __call__(self, task_name: str, split: str) -> tuple[list[Example], dict[str, Any]]:
-        key = (task_name, split)
+    def __call__(self, task_name: str, split: str, source: str | None = None) -> tuple[list[Example], dict[str, Any]]:
+        """``source`` (``"human"`` or ``"invrat"``) overrides the task's own source, e.g. to compare
+        the components CCI chooses from either (``rationale_samples.json`` keeps the task's own)."""
+        kind = source or source_kind(self.tasks[task_name].config.rationales)
+        key = (task_name, split, kind)
         if key not in self._cache:
-            self._cache[key] = self._load(task_name, split)
+            self._cache[key] = self._load(task_name, split, kind, samples=source is None)
         return self._cache[key]
 
-    def _load(self, task_name: str, split: str) -> tuple[list[Example], dict[str, Any]]:
+    def _load(self, task_name: str, split: str, kind: str, *, samples: bool) -> tuple[list[Example], dict[str, Any]]:
         task = self.tasks[task_name]
         if not task.splits[split]:
             raise DataError(f"task {task_name!r} has no {split!r} examples for CCI; set the method option 'split'")
-        kind = source_kind(task.config.rationales)
+        if kind == HUMAN and source_kind(task.config.rationales) == "file":
+            raise DataError(f"task {task_name!r}: its own rationales were replaced by {task.config.rationales}; "
+                            "no human rationales to compare with")
         main = self.accelerator.is_main_process
         if kind == INVRAT:
             from invrat import (
@@ -177,7 +182,7 @@ class RationaleProvider:
             examples = list(task.splits[split])
             info = {"task": task_name, "source": kind if kind == HUMAN else task.config.rationales, "split": split}
         info["n_with_rationale"] = sum(ex.rationale is not None and any(ex.rationale) for ex in examples)
-        if main:
+        if main and samples:
             path = self.out_dir / SAMPLES_FILE
             samples = read_json(path) if path.is_file() else []
             samples = [s for s in samples if s.get("task") != task_name] + rationale_samples(task, examples)

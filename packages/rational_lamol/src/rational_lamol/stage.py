@@ -18,8 +18,9 @@ from rational_lamol.tasks import SpecialIds, TaskData, TrainSequence
 from rationale_commons.records import Example
 from rationale_commons.runtime import path_inside, write_json_atomic
 
-#: ``(task, split) -> (examples with the rationales CCI reads, where they came from)``
-RationaleLookup = Callable[[str, str], tuple[list[Example], dict[str, Any]]]
+#: ``(task, split[, source]) -> (examples with the rationales CCI reads, where they came from)``;
+#: ``source`` ("human" / "invrat") overrides the task's own
+RationaleLookup = Callable[..., tuple[list[Example], dict[str, Any]]]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Every example becomes ``c q __ans__ a EOS``: context ``c`` (the document), quest
 example's query, or the task's fixed question for single-input tasks), answer ``a`` (the label as
 text). The LM view prepends a generation token: ``GEN c q __ans__ a EOS``.
 
-A context longer than the window is truncated **from its end**; ``q __ans__ a EOS`` is never cut
+A task's ``context_words`` first cuts every document to a window of words (from its start or
+around its evidence: :func:`crop_context`). A context longer than the model window is then
+truncated **from its end**; ``q __ans__ a EOS`` is never cut
 (the reference code could cut the answer). Pieces are tokenized separately and joined as ids, so
 the document's token span and each document token's character offsets are known exactly:
 :func:`encode_qa` returns them for CCI's rationale alignment.
@@ -12,6 +14,7 @@ the document's token span and each document token's character offsets are known 
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Sequence
@@ -26,6 +29,8 @@ from rationale_commons.records import Example, Splits
 ANS_TOKEN = "__ans__"
 PAD_TOKEN = "__pad__"
 SHARED_GEN_TOKEN = "__gen__"
+
+log = logging.getLogger("rational_lamol")
 
 
 def task_gen_token(task: str) -> str:
@@ -226,6 +231,30 @@ class TaskData:
         out.extend(" ".join(ex.words) + (f" {ex.query}" if ex.query else "") for ex in self.splits.test)
         return out
 
+def crop_context(example: Example, words: int, anchor: str = "start") -> Example:
+    """The example with at most ``words`` document words (its rationale cut alike).
+
+    ``anchor = "evidence"`` starts the window a quarter of it before the first rationale word, so
+    the evidence and some context before it survive where a long document (a whole Wikipedia
+    article in BoolQ) would otherwise lose it to truncation from the end. It reads the human
+    rationale of test examples too: an oracle choice of passage, the same for every method.
+    """
+    if len(example.words) <= words:
+        return example
+    start = 0
+    if anchor == "evidence" and example.rationale and 1 in example.rationale:
+        start = min(max(0, example.rationale.index(1) - words // 4), len(example.words) - words)
+    window = slice(start, start + words)
+    rationale = None if example.rationale is None else example.rationale[window]
+    return example.model_copy(update={"words": example.words[window], "rationale": rationale})
+
+
+def evidence_kept(before: Sequence[Example], after: Sequence[Example]) -> float | None:
+    """The share of rationale words that :func:`crop_context` kept (None: no rationale at all)."""
+    total = sum(sum(ex.rationale) for ex in before if ex.rationale)
+    return sum(sum(ex.rationale) for ex in after if ex.rationale) / total if total else None
+
+
 def _cap(examples: list[Example], cap: int | None, seed: int) -> list[Example]:
     """At most ``cap`` examples: a seeded random subset kept in the data's order.
 
@@ -266,6 +295,8 @@ def load_task(task: TaskConfig, *, data_seed: int = 0) -> TaskData:
     )
     if task.rationales and task.rationales not in RATIONALE_KEYWORDS:
         splits = _override_rationales(splits, Path(task.rationales), task.name)
+    if task.context_words is not None:
+        splits = _crop_splits(splits, task)
     if not splits.train:
         raise DataError(f"task {task.name!r} has no training examples", path=task.data)
     if not splits.test:
@@ -291,6 +322,19 @@ def resolve_answers(task: TaskConfig, labels: Sequence[str]) -> dict[str, str]:
     except DataError as exc:
         raise DataError(f"task {task.name!r}: {exc}") from None
     return answers
+
+
+def _crop_splits(splits: Splits, task: TaskConfig) -> Splits:
+    cropped = Splits(name=splits.name, **{
+        s: [crop_context(ex, task.context_words, task.context_anchor) for ex in exs] for s, exs in splits.items()
+    })
+    before = [ex for _, exs in splits.items() for ex in exs]
+    after = [ex for _, exs in cropped.items() for ex in exs]
+    n_cut = sum(len(a.words) < len(b.words) for a, b in zip(before, after, strict=True))
+    kept = evidence_kept(before, after)
+    log.info("%s: %d of %d documents cut to %d words (window from the %s)%s", task.name, n_cut, len(before),
+             task.context_words, task.context_anchor, "" if kept is None else f"; {kept:.1%} of rationale words kept")
+    return cropped
 
 
 def _override_rationales(splits: Splits, path: Path, task: str) -> Splits:
