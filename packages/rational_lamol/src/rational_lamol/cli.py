@@ -122,6 +122,10 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
         comparisons_table,
         load_runs,
         paired_comparisons,
+        pseudo_quality_rows,
+        pseudo_quality_summary,
+        pseudo_quality_table,
+        pseudo_quality_warnings,
         summarize,
         write_report,
     )
@@ -132,6 +136,11 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
     rows = paired_comparisons(runs)
     if rows:
         console.print(comparisons_table(rows))
+    quality = pseudo_quality_summary(pseudo_quality_rows(runs))
+    if quality:
+        console.print(pseudo_quality_table(quality))
+    for line in pseudo_quality_warnings(quality):
+        typer.echo(f"warning: {line}")
     path = write_report(run_dirs, out_html)
     typer.echo(f"report: {path}")
     return path

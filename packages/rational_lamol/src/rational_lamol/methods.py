@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from rational_lamol.config import TrainingConfig
 from rational_lamol.pseudo import generate_pseudo_samples
+from rational_lamol.pseudo_quality import describe, is_flagged, sample_profile
 from rational_lamol.stage import Stage
 from rational_lamol.tasks import TrainSequence, pseudo_sample_count
 from rational_lamol.trainer import TrainingCallback, train_task
@@ -126,13 +127,18 @@ class LamolMethod(Method):
         n_train = sum(len(stage.tasks[t].splits.train) for t in stage.task_names)
         counts = dict(zip(earlier, pseudo_sample_count(stage.training.gamma, n_train, len(earlier)), strict=True))
         sequences, report = generate_pseudo_samples(
-            model, stage.tokenizer, counts, stage.ids, max_length=stage.max_length - 1,
+            model, stage.tokenizer, counts, stage.ids, profiles={t: sample_profile(stage.tasks[t]) for t in earlier},
+            max_length=stage.max_length - 1,
             top_k=stage.training.top_k, temperature=stage.training.temperature,
             batch_size=stage.training.gen_batch_size, seed=stage.seed_for("replay"), accelerator=stage.accelerator,
         )
         summary = report.as_dict()
-        log.info("  pseudo-samples: kept %s of %s (%.0f tok/s)", summary["kept"], summary["requested"],
-                 summary["tokens_per_second"] or 0)
+        quality = summary["quality"]["total"]
+        log.info("  pseudo-samples: kept %s of %s, %s (%.0f tok/s)", summary["kept"], summary["requested"],
+                 describe(quality), summary["tokens_per_second"] or 0)
+        if is_flagged(quality):
+            log.warning("  %s stage %d: most pseudo-samples are not well-formed: %s; see %s", self.name,
+                        stage.index + 1, describe(quality), stage.stage_dir / "stage.json")
         if stage.accelerator.is_main_process:  # what the model replayed, for inspection
             rows = [{"task": q.task, "text": stage.tokenizer.decode(q.qa_ids, skip_special_tokens=False)}
                     for q in sequences]

@@ -4,16 +4,27 @@
 Sampling is batched (every row starts from the same GEN token, so no padding) with top-k,
 temperature 1, and the KV cache (``model.generate``), until EOS or the window. A sample is kept
 only if it holds exactly one ``__ans__`` with a non-empty question before it and a non-empty
-answer after it, and no other special token; :class:`PseudoReport` counts what was kept.
+answer after it, and no other special token; :class:`PseudoReport` counts what was kept and
+each sample's verdict (:mod:`rational_lamol.pseudo_quality`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from rational_lamol.pseudo_quality import (
+    SampleProfile,
+    classify_pseudo_sample,
+    malformed_reason,
+    pooled,
+    tally,
+    until_eos,
+)
 from rational_lamol.streams import random_stream
 from rational_lamol.tasks import SpecialIds, TrainSequence
 
@@ -28,30 +39,29 @@ def parse_pseudo_sample(ids: Sequence[int], ids_map: SpecialIds) -> ParsedSample
     """Parse generated ids (after GEN, GEN excluded); ``None`` when malformed.
 
     The sample ends at the first EOS (or where generation stopped). Rejected: no ``__ans__`` or
-    more than one, an empty question or answer, any other special token inside.
+    more than one, an empty question or answer, any other special token inside
+    (:func:`~rational_lamol.pseudo_quality.malformed_reason` says which).
     """
-    ids = list(ids)
-    if ids_map.eos in ids:
-        ids = ids[: ids.index(ids_map.eos)]
-    if ids.count(ids_map.ans) != 1:
+    if malformed_reason(ids, ids_map) is not None:
         return None
-    forbidden = ids_map.all_special - {ids_map.ans}
-    if any(t in forbidden for t in ids):
-        return None
+    ids = until_eos(ids, ids_map.eos)
     k = ids.index(ids_map.ans)
-    question, answer = ids[:k], ids[k + 1 :]
-    if not question or not answer:
-        return None
-    return ParsedSample(question_ids=question, answer_ids=answer)
+    return ParsedSample(question_ids=ids[:k], answer_ids=ids[k + 1 :])
 
 
 @dataclass
 class PseudoReport:
     requested: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)
+    verdicts: dict[str, list[str]] = field(default_factory=dict)  # every sample's verdict, per task
     generated_tokens: int = 0
     seconds: float = 0.0
-    examples: dict[str, list[str]] = field(default_factory=dict)  # a few decoded samples per task
+    samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # the first few per task, verbatim
+
+    def quality(self) -> dict:
+        """Counts per task (see :func:`~rational_lamol.pseudo_quality.tally`) and over the stage."""
+        by_task = {label: tally(v, self.kept.get(label, 0)) for label, v in self.verdicts.items()}
+        return {"total": pooled(by_task.values()), "by_task": by_task}
 
     def as_dict(self) -> dict:
         req, kept = sum(self.requested.values()), sum(self.kept.values())
@@ -62,7 +72,8 @@ class PseudoReport:
             "generated_tokens": self.generated_tokens,
             "seconds": round(self.seconds, 3),
             "tokens_per_second": round(self.generated_tokens / self.seconds, 1) if self.seconds else None,
-            "examples": self.examples,
+            "quality": self.quality(),
+            "samples": self.samples,
         }
 
 
@@ -147,34 +158,38 @@ def generate_pseudo_samples(
     counts: dict[str, int],
     ids_map: SpecialIds,
     *,
+    profiles: Mapping[str, SampleProfile],
     max_length: int,
     top_k: int,
     temperature: float,
     batch_size: int,
     seed: int,
     accelerator=None,
-    keep_examples: int = 3,
+    keep_samples: int = 3,
 ) -> tuple[list[TrainSequence], PseudoReport]:
     """Pseudo-samples of old tasks, ``counts[task]`` each, as training sequences.
 
     With a shared generation token the counts are summed and sampled from ``__gen__`` (the
-    samples then carry no task name: they are labelled ``"__shared__"``).
+    samples then carry no task name: they are labelled ``"__shared__"`` and judged against the
+    union of the tasks' ``profiles``). Every sample gets a verdict in the report; the first
+    ``keep_samples`` of each task are kept there verbatim.
     """
     import time
 
     report = PseudoReport()
-    plan: list[tuple[str, int, int]] = []  # (label, gen id, n)
+    plan: list[tuple[str, int, int, SampleProfile]] = []  # (label, gen id, n, profile)
     if ids_map.shared_gen:
-        total = sum(counts.values())
-        if total:
-            plan.append(("__shared__", ids_map.gen_id(""), total))
+        tasks = [task for task, n in counts.items() if n]
+        if tasks:
+            shared = functools.reduce(operator.or_, (profiles[t] for t in tasks))
+            plan.append(("__shared__", ids_map.gen_id(""), sum(counts.values()), shared))
     else:
-        plan.extend((task, ids_map.gen_id(task), n) for task, n in counts.items() if n)
+        plan.extend((task, ids_map.gen_id(task), n, profiles[task]) for task, n in counts.items() if n)
     seqs: list[TrainSequence] = []
     start = time.perf_counter()
     was_training = model.training
     model.eval()
-    for k, (label, gen_id, n) in enumerate(plan):
+    for k, (label, gen_id, n, profile) in enumerate(plan):
         report.requested[label] = n
         # several processes: each samples its share, then all gather every sample
         if accelerator is not None and accelerator.num_processes > 1:
@@ -192,8 +207,13 @@ def generate_pseudo_samples(
                                      top_k=top_k, temperature=temperature, batch_size=batch_size,
                                      generator_seed=_task_seed(seed, k))
         kept = 0
+        verdicts = report.verdicts.setdefault(label, [])
         for row in rows:
             report.generated_tokens += len(row)
+            verdicts.append(classify_pseudo_sample(row, ids_map, tokenizer.decode, profile))
+            if len(verdicts) <= keep_samples:
+                report.samples.setdefault(label, []).append(
+                    {"verdict": verdicts[-1], "text": tokenizer.decode(row, skip_special_tokens=False)})
             parsed = parse_pseudo_sample(row, ids_map)
             if parsed is None:
                 continue
@@ -201,8 +221,6 @@ def generate_pseudo_samples(
             qa = [*parsed.question_ids, ids_map.ans, *parsed.answer_ids, ids_map.eos]
             seqs.append(TrainSequence(qa_ids=qa, answer_start=len(parsed.question_ids) + 1, gen_id=gen_id,
                                       task=label, pseudo=True))
-            if len(report.examples.setdefault(label, [])) < keep_examples:
-                report.examples[label].append(tokenizer.decode(qa, skip_special_tokens=False))
         report.kept[label] = kept
     report.seconds = time.perf_counter() - start
     model.train(was_training)

@@ -3,7 +3,8 @@
 Everything here reads the run-dir contract only (``results.json``, each run's ``cci.json``, the
 optional ``rationale_samples.json``), so a report can be rebuilt or aggregated over several run
 dirs at any time: ``rational-lamol report RUN_DIR...``. Every number is recomputed from
-``results.json`` by the pure functions below.
+``results.json`` by the pure functions below, the pseudo-sample quality of every replaying stage
+(:mod:`rational_lamol.pseudo_quality`) included.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rational_lamol.pseudo_quality import describe, is_flagged, main_problems, pooled
 from rationale_commons.errors import DataError
 from rationale_commons.metrics.lifelong import METRIC_DEFINITIONS
 from rationale_commons.runtime import atomic_file, path_inside, read_json, write_json_atomic
@@ -184,6 +186,64 @@ def comparisons_table(rows: Sequence[dict[str, Any]]) -> Any:
     return table
 
 
+# ---------------------------------------------------------------- pseudo-sample quality
+
+
+def pseudo_quality_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """One row per replaying stage of every run: its pseudo-sample counts (``quality.total`` of
+    the stage's ``pseudo`` statistics, per task under ``by_task``) and whether it is flagged.
+    Stages recorded before these counts existed have no row."""
+    rows = []
+    for run in runs:
+        for number, stage in enumerate(run.record.get("stages") or [], 1):
+            quality = (stage.get("pseudo") or {}).get("quality")
+            if quality:
+                rows.append({"run_dir": str(run.root), "method": run.method, "seed": run.record["seed"],
+                             "order": run.record["order"], "stage": number, "dir": stage.get("dir"),
+                             **quality["total"], "by_task": quality["by_task"], "flagged": is_flagged(quality["total"])})
+    return rows
+
+
+def pseudo_quality_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (method, stage number): the stages' samples pooled, and how many stages are flagged."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["method"], row["stage"])].append(row)
+    return [{"method": method, "stage": stage, "n_runs": len(group), "n_flagged": sum(r["flagged"] for r in group),
+             **pooled(group)} for (method, stage), group in groups.items()]
+
+
+def pseudo_quality_warnings(summary: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per (method, stage) where most samples of some run's stage are not well-formed."""
+    return [f"{row['method']} stage {row['stage']}: most pseudo-samples are not well-formed in {row['n_flagged']} "
+            f"of {row['n_runs']} run(s); pooled: {describe(row)}" for row in summary if row["n_flagged"]]
+
+
+def _quality_cells(row: dict[str, Any]) -> list[str]:
+    n = row["generated"]
+
+    def share(count: int) -> str:
+        return f"{count / n:.0%}" if n else "—"
+
+    return [row["method"], str(row["stage"]), str(row["n_runs"]), str(n), share(row["parsed"]), share(row["kept"]),
+            share(row["well_formed"]), main_problems(row) or "—", f"{row['n_flagged']}/{row['n_runs']}"]
+
+
+_QUALITY_HEAD = ("method", "stage", "runs", "samples", "parsed", "kept", "well-formed", "main problems", "flagged")
+
+
+def pseudo_quality_table(summary: Sequence[dict[str, Any]]) -> Any:
+    """A rich table of the pooled pseudo-sample counts (shares of the generated samples)."""
+    from rich.table import Table
+
+    table = Table(title="Pseudo-samples (share of generated; flagged: stages with most not well-formed)")
+    for name in _QUALITY_HEAD:
+        table.add_column(name, justify="left" if name in ("method", "main problems") else "right")
+    for row in summary:
+        table.add_row(*_quality_cells(row))
+    return table
+
+
 # ---------------------------------------------------------------- figures
 
 
@@ -324,10 +384,25 @@ def _comparisons_html(rows: Sequence[dict[str, Any]]) -> str:
     return f"<h2>Paired differences</h2><table><tr>{head}</tr>{body}</table>{note}"
 
 
+def _pseudo_quality_html(summary: Sequence[dict[str, Any]]) -> str:
+    if not summary:
+        return ""
+    head = "".join(f"<th>{h}</th>" for h in _QUALITY_HEAD)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _quality_cells(row)) + "</tr>"
+                   for row in summary)
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in pseudo_quality_warnings(summary))
+    note = ("<p class='def'>Shares of the generated samples; kept = replayed. Well-formed: one answer "
+            "marker, EOS inside the window, a known answer and a context beyond the prompt "
+            "(docs/algorithms.md §1). Flagged: stages where most samples are not well-formed.</p>")
+    return (f"<h2>Pseudo-samples</h2><table><tr>{head}</tr>{body}</table>{note}"
+            + (f"<ul><b>Warnings</b>{warnings}</ul>" if warnings else ""))
+
+
 def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") -> str:
     rows = summarize(runs)
     sections = [f"<h1>{html.escape(title)}</h1>", "<h2>Comparison</h2>", _summary_html(rows),
-                _comparisons_html(paired_comparisons(runs))]
+                _comparisons_html(paired_comparisons(runs)),
+                _pseudo_quality_html(pseudo_quality_summary(pseudo_quality_rows(runs)))]
     sections.append("<h2>Score matrices</h2><div class='figs'>")
     sections += [f"<img src='{score_matrix_uri(run)}'>" for run in runs]
     sections.append("</div>")
@@ -359,15 +434,21 @@ def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") ->
 
 def write_report(run_dirs: Sequence[str | Path], out_html: str | Path) -> Path:
     """Build the HTML report of one or more run dirs (aggregating them) and write it atomically,
-    with its numbers (summary rows and paired comparisons) in a JSON file beside it."""
+    with its numbers (summary rows, paired comparisons, pseudo-sample quality) in a JSON file
+    beside it."""
     runs = load_runs(run_dirs)
     if not runs:
         raise DataError("no runs recorded in results.json", path=run_dirs[0])
     out_html = Path(out_html)
     if out_html.is_dir():
         raise DataError("is a folder; --out needs an HTML file name", path=out_html)
-    write_json_atomic(out_html.with_suffix(".json"),
-                      {"summary": summarize(runs), "comparisons": paired_comparisons(runs)})
+    quality_rows = pseudo_quality_rows(runs)
+    quality_summary = pseudo_quality_summary(quality_rows)
+    write_json_atomic(out_html.with_suffix(".json"), {
+        "summary": summarize(runs), "comparisons": paired_comparisons(runs),
+        "pseudo_quality": {"stages": quality_rows, "summary": quality_summary,
+                           "warnings": pseudo_quality_warnings(quality_summary)},
+    })
     page = render_html(runs)
     with atomic_file(out_html) as tmp:
         tmp.write_text(page, encoding="utf-8")
