@@ -225,3 +225,26 @@ def test_choice_agreement():
     assert choice_agreement(a, b, "head") == {"size": 2, "overlap": 1, "jaccard": round(1 / 3, 4), "same": False}
     assert choice_agreement(FreezeSpec(blocks=[2]), FreezeSpec(blocks=[2]), "block")["same"]
     assert choice_agreement(FreezeSpec(), FreezeSpec(), "block")["jaccard"] == 1.0
+
+
+def test_probe_curve_and_cheap_probe_follow_the_full_probes_trajectory(run_dir, tmp_path):
+    """CCI along the probe changes nothing; the share-1 point is the final choice; a cheap probe
+    (probe_share 0.5) chooses what the full probe's curve chose at half its steps."""
+    from rational_lamol.pipeline import run_experiment
+
+    curve_run, cheap_run = tmp_path / "curve", tmp_path / "cheap"
+    run_experiment(parse_config(_config(methods=["rational-block"], method_options={
+        "rational-block": {"probe_curve": [0.5, 1.0]}})), curve_run)
+    run_experiment(parse_config(_config(methods=["rational-block"], method_options={
+        "rational-block": {"probe_share": 0.5}})), cheap_run)
+    plain, curve, cheap = (json.loads((_method_dir(d, "rational-block") / "cci.json").read_text())
+                           for d in (run_dir, curve_run, cheap_run))
+    for p, c, q in zip(plain, curve, cheap, strict=True):
+        assert c["chosen"] == p["chosen"] and c["probe"] == p["probe"]
+        half, full = c["probe_curve"]
+        assert (half["share"], full["share"]) == (0.5, 1.0) and full["steps"] == c["probe"]["schedule_steps"]
+        assert full["chosen"] == c["chosen"] and full["same"] and full["jaccard"] == 1.0
+        assert q["probe"]["steps"] == half["steps"] < p["probe"]["steps"]
+        assert q["chosen"] == half["chosen"]
+    a, b = (_state(_method_dir(d, "rational-block") / "3_pair" / "model") for d in (run_dir, curve_run))
+    assert all(torch.equal(a[k], b[k]) for k in a)

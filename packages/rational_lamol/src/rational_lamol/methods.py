@@ -77,11 +77,13 @@ class Method:
         return Learned(model, {"train": [stats]})
 
     def fit(self, stage: Stage, model, sequences: Sequence[TrainSequence], *, stream: str = "train",
-            callbacks: Sequence[TrainingCallback] = ()) -> dict[str, Any]:
-        """Train ``model`` in place on ``sequences`` from the stage's random ``stream``; its statistics."""
+            callbacks: Sequence[TrainingCallback] = (), step_share: float = 1.0) -> dict[str, Any]:
+        """Train ``model`` in place on ``sequences`` from the stage's random ``stream`` (stopping
+        after ``step_share`` of the schedule's steps); its statistics."""
         stats = train_task(
             model, stage.tokenizer, list(sequences), stage.training, callbacks=callbacks,
             accelerator=stage.accelerator, seed=stage.seed_for(stream), desc=f"{self.name} {'+'.join(stage.task_names)}",
+            step_share=step_share,
         )
         log.info("  trained %s on %d sequences (%s): %d steps, %.1fs, %.0f tok/s, loss %.3f",
                  "+".join(stage.task_names), len(sequences), stream, stats.steps, stats.seconds,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -47,7 +48,7 @@ from rational_lamol.freezing import Freezer, FreezeSpec
 from rational_lamol.methods import LamolMethod, Learned
 from rational_lamol.stage import Stage
 from rational_lamol.tasks import TrainSequence
-from rational_lamol.trainer import TrainingCallback
+from rational_lamol.trainer import TrainingCallback, schedule_steps
 from rationale_commons.runtime import read_json
 
 log = logging.getLogger("rational_lamol")
@@ -147,6 +148,20 @@ class RationalOptions(BaseModel):
     accumulate: bool = Field(True, description="keep the components chosen at earlier transitions frozen")
     row_filter: RowFilter = Field("all", description="attention rows CCI reads (docs/algorithms.md §2)")
     cci_batch_size: int = Field(8, ge=1, description="examples per CCI forward pass")
+    probe_share: float = Field(
+        1.0, gt=0, le=1,
+        description=(
+            "share of the task's training steps the probe takes (a cheap probe: the full probe's schedule "
+            "stopped early, so it is the first part of the full probe's trajectory)"
+        ),
+    )
+    probe_curve: list[float] = Field(
+        default_factory=list,
+        description=(
+            "also run CCI at these shares of the probe's steps and record each choice and its agreement "
+            "with the probe's final choice in cci.json (measures how cheap a probe may be; changes nothing else)"
+        ),
+    )
     compare_with: Literal["human", "invrat"] | None = Field(
         None,
         description=(
@@ -178,8 +193,12 @@ class RationalMethod(FreezingMethod):
         # 1. probe: a copy of M_t learns the task the LAMOL way, from its own random stream
         log.info("  [%s] probe: learning %s from a copy of the model", self.name, task)
         probe = copy.deepcopy(model)
-        probe_stats = self.fit(stage, probe, [*stage.train_sequences(), *replayed], stream="probe",
-                               callbacks=callbacks)
+        sequences = [*stage.train_sequences(), *replayed]
+        total = schedule_steps(len(sequences), stage.training, stage.accelerator.num_processes)
+        curve = ProbeCurve(lambda probe_now: self.identify(stage, model, probe_now, prev_task)[0],
+                           {share: max(1, math.ceil(share * total)) for share in o.probe_curve})
+        probe_stats = self.fit(stage, probe, sequences, stream="probe", callbacks=[*callbacks, curve],
+                               step_share=o.probe_share)
 
         # 2. CCI on the previous task's rationale-annotated examples
         result, source = self.identify(stage, model, probe, prev_task)
@@ -217,6 +236,8 @@ class RationalMethod(FreezingMethod):
             "rationale_source": source,
             "ties": result.ties,
             **({"comparison": comparison} if comparison else {}),
+            "probe": {"share": o.probe_share, "steps": probe_stats["steps"], "schedule_steps": total},
+            **({"probe_curve": curve.record(chosen, self.level)} if o.probe_curve else {}),
             "stats": {"probe_train": probe_stats},
         }
         return chosen, earlier.merged(chosen), record
@@ -234,6 +255,30 @@ class RationalMethod(FreezingMethod):
             n_without_rationale=no_rationale,
         )
         return result, info
+
+
+class ProbeCurve:
+    """A probe's training callback: CCI at chosen step counts of the probe (``identify(probe)``
+    gives the choice), to compare cheaper probes with the full one on the same trajectory. CCI runs
+    without gradients and draws no random numbers, so the probe trains exactly as without it."""
+
+    def __init__(self, identify, steps: dict[float, int]) -> None:
+        self.identify, self.steps, self.step = identify, steps, 0
+        self.choices: dict[float, FreezeSpec] = {}
+
+    def on_train_start(self, model) -> None:
+        pass
+
+    def on_after_optimizer_step(self, model) -> None:
+        self.step += 1
+        for share, at in self.steps.items():
+            if at == self.step:
+                self.choices[share] = FreezeSpec.from_cci(self.identify(model))
+
+    def record(self, final: FreezeSpec, level: str) -> list[dict[str, Any]]:
+        """One entry per share reached: the choice there and its agreement with ``final``."""
+        return [{"share": share, "steps": self.steps[share], "chosen": spec_to_components(spec, level),
+                 **choice_agreement(final, spec, level)} for share, spec in sorted(self.choices.items())]
 
 
 def choice_agreement(a: FreezeSpec, b: FreezeSpec, level: str) -> dict[str, Any]:

@@ -95,6 +95,12 @@ def get_accelerator(config: TrainingConfig):
     return Accelerator(cpu=cpu, mixed_precision=mixed)
 
 
+def schedule_steps(n_sequences: int, config: TrainingConfig, world: int = 1) -> int:
+    """Optimizer steps of a full training run on ``n_sequences`` (all processes together)."""
+    per_proc = max(1, config.batch_size // world)
+    return math.ceil(n_sequences / (per_proc * world) / config.grad_accum) * config.epochs
+
+
 def train_task(
     model,
     tokenizer,
@@ -105,8 +111,12 @@ def train_task(
     accelerator=None,
     seed: int = 0,
     desc: str = "train",
+    step_share: float = 1.0,
 ):
     """Train ``model`` in place on ``train_sequences`` for ``config.epochs`` epochs; return stats.
+
+    ``step_share`` < 1 stops after that share of the schedule's steps (the learning-rate schedule
+    is the full run's): the result is the full run's model at that point, not a shorter run.
 
     Data order and dropout are drawn from ``seed`` alone (:mod:`rational_lamol.streams`), so a
     resumed run retrains a task identically and methods that see the same seed see the same
@@ -125,8 +135,8 @@ def train_task(
     world = accelerator.num_processes
     per_proc = max(1, config.batch_size // world)
     n = len(train_sequences)
-    steps_per_epoch = math.ceil(n / (per_proc * world) / config.grad_accum)
-    total = steps_per_epoch * config.epochs
+    total = schedule_steps(n, config, world)
+    stop = max(1, math.ceil(step_share * total))
     warmup = int(config.warmup * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total, warmup))
     wrapped, optimizer = accelerator.prepare(model, optimizer)
@@ -170,7 +180,11 @@ def train_task(
                     stats.steps += 1
                     bar.update(1)
                     bar.set_postfix(loss=f"{parts['qa']:.3f}/{parts['lm']:.3f}")
+                    if stats.steps >= stop:
+                        break
             stats.losses.append(sum(epoch_losses) / max(1, len(epoch_losses)))
+            if stats.steps >= stop:
+                break
     bar.close()
     stats.seconds = time.perf_counter() - start
     stats.final_loss = stats.losses[-1] if stats.losses else float("nan")
