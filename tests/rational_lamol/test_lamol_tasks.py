@@ -97,13 +97,15 @@ def test_start_window_and_unannotated_documents_keep_the_beginning():
     assert evidence_kept([ex], [crop_context(ex, 10, "evidence")]) == 1.0
 
 
-def test_context_words_applies_to_every_split(tmp_path):
+def test_context_words_applies_to_every_split(caplog):
     from rational_lamol.config import TaskConfig
     from rational_lamol.tasks import load_task
 
     task = TaskConfig(name="pair", data="synthetic:pair", max_train=12, max_val=4, max_test=4,
                       context_words=8, context_anchor="evidence", synthetic={"doc_words": [20, 30]})
-    data = load_task(task)
+    with caplog.at_level("INFO", logger="rational_lamol"):
+        data = load_task(task)
+    assert "pair: 20 of 20 documents cut to 8 words (window from the evidence)" in caplog.text
     for _, exs in data.splits.items():
         assert all(len(ex.words) == 8 for ex in exs)
         assert all(ex.rationale is None or len(ex.rationale) == 8 for ex in exs)

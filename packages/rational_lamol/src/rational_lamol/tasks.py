@@ -330,7 +330,7 @@ def _crop_splits(splits: Splits, task: TaskConfig) -> Splits:
     })
     before = [ex for _, exs in splits.items() for ex in exs]
     after = [ex for _, exs in cropped.items() for ex in exs]
-    n_cut = sum(len(a.words) < len(b.words) for a, b in zip(before, after, strict=True))
+    n_cut = sum(len(a.words) < len(b.words) for a, b in zip(after, before, strict=True))
     kept = evidence_kept(before, after)
     log.info("%s: %d of %d documents cut to %d words (window from the %s)%s", task.name, n_cut, len(before),
              task.context_words, task.context_anchor, "" if kept is None else f"; {kept:.1%} of rationale words kept")
