@@ -248,3 +248,6 @@ def test_probe_curve_and_cheap_probe_follow_the_full_probes_trajectory(run_dir, 
         assert q["chosen"] == half["chosen"]
     a, b = (_state(_method_dir(d, "rational-block") / "3_pair" / "model") for d in (run_dir, curve_run))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    timing = json.loads((_method_dir(curve_run, "rational-block") / "timing.json").read_text())
+    for stage in timing["stages"][1:]:  # wall-clock of CCI and of the curve's passes: timing.json only
+        assert stage["cci_time"]["seconds"] > 0 and stage["probe_curve"]["seconds"] > 0

@@ -37,6 +37,7 @@ import copy
 import gc
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -201,7 +202,9 @@ class RationalMethod(FreezingMethod):
                                step_share=o.probe_share)
 
         # 2. CCI on the previous task's rationale-annotated examples
+        started = time.perf_counter()
         result, source = self.identify(stage, model, probe, prev_task)
+        cci_seconds = time.perf_counter() - started
         comparison = None
         if o.compare_with and o.compare_with != source["source"]:
             other, other_source = self.identify(stage, model, probe, prev_task, o.compare_with)
@@ -238,7 +241,9 @@ class RationalMethod(FreezingMethod):
             **({"comparison": comparison} if comparison else {}),
             "probe": {"share": o.probe_share, "steps": probe_stats["steps"], "schedule_steps": total},
             **({"probe_curve": curve.record(chosen, self.level)} if o.probe_curve else {}),
-            "stats": {"probe_train": probe_stats},
+            # wall-clock (timing.json): the probe's seconds include the curve's CCI passes
+            "stats": {"probe_train": probe_stats, "cci_time": {"seconds": round(cci_seconds, 3)},
+                      **({"probe_curve": {"seconds": round(curve.seconds, 3)}} if o.probe_curve else {})},
         }
         return chosen, earlier.merged(chosen), record
 
@@ -263,7 +268,7 @@ class ProbeCurve:
     without gradients and draws no random numbers, so the probe trains exactly as without it."""
 
     def __init__(self, identify, steps: dict[float, int]) -> None:
-        self.identify, self.steps, self.step = identify, steps, 0
+        self.identify, self.steps, self.step, self.seconds = identify, steps, 0, 0.0
         self.choices: dict[float, FreezeSpec] = {}
 
     def on_train_start(self, model) -> None:
@@ -273,7 +278,9 @@ class ProbeCurve:
         self.step += 1
         for share, at in self.steps.items():
             if at == self.step:
+                started = time.perf_counter()
                 self.choices[share] = FreezeSpec.from_cci(self.identify(model))
+                self.seconds += time.perf_counter() - started
 
     def record(self, final: FreezeSpec, level: str) -> list[dict[str, Any]]:
         """One entry per share reached: the choice there and its agreement with ``final``."""
