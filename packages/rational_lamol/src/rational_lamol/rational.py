@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -175,12 +176,19 @@ class RationalMethod(FreezingMethod):
         examples, source = stage.resources.rationales(prev_task, o.split)
         items, no_rationale = cci_items(stage.tasks[prev_task], examples[: o.n_examples], stage.tokenizer,
                                         stage.max_length)
+        start = time.perf_counter()
+        # on the model's device and outside autocast: the percentile masks read fp32 attention
         result: CCIResult = identify_critical_components(
             model, probe,
             cci_batches(items, batch_size=o.cci_batch_size, pad_token_id=stage.ids.pad, device=stage.accelerator.device),
             level=self.level, top_k=o.top_k, beta=o.beta, row_filter=o.row_filter, tie_seed=stage.seed_for("ties"),
             n_without_rationale=no_rationale,
         )
+        if stage.accelerator.num_processes > 1:  # every process freezes what the main process chose
+            from accelerate.utils import broadcast_object_list
+
+            result = broadcast_object_list([result])[0]
+        cci_seconds = time.perf_counter() - start
         del probe
         gc.collect()
 
@@ -206,7 +214,7 @@ class RationalMethod(FreezingMethod):
             "split": o.split,
             "rationale_source": source,
             "ties": result.ties,
-            "stats": {"probe_train": probe_stats},
+            "stats": {"probe_train": probe_stats, "cci_seconds": cci_seconds},
         }
         return chosen, earlier.merged(chosen), record
 
