@@ -50,7 +50,7 @@ def cost_ratio(timing: dict, share: float) -> float:
     stages = timing["stages"][1:]
     curve = sum(s.get("probe_curve", {}).get("seconds", 0.0) for s in stages)
     probe = sum(s["probe_train"]["seconds"] for s in stages) - curve  # the curve ran inside the probe
-    cci = sum(s.get("cci_time", {}).get("seconds", 0.0) for s in stages)
+    cci = sum(s.get("cci_seconds", 0.0) for s in stages)
     wall = timing["wall_seconds"] - curve
     return (wall - (1 - share) * probe) / (wall - probe - cci)
 

@@ -42,6 +42,8 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                      "s/example, ratio, share of the lean forward", "bench_cci_official.py", "docs/results/throughput.md"),
     "lamol_throughput": ("LAMOL pseudo-sample generation (KV cache + batch vs plain loop) and training tokens/s",
                          "bench_lamol_throughput.py", "docs/results/throughput.md"),
+    "gpu_paper": ("the paper's setting scaled to minutes on a GPU: seconds per phase, tokens/s, peak memory, "
+                  "score matrices", "gpu_paper.py", "docs/results/gpu_paper.md"),
 }
 
 # The recorded commands name the machine's own paths; the index shows them from the repository root.
@@ -134,6 +136,14 @@ def headline_throughput(d: Result) -> str:
     ) + f" ({d['device']}, {d['threads']} thread(s))"
 
 
+def headline_gpu_paper(d: Result) -> str:
+    s, device = d["seconds"], d["device"]
+    return (f"{d['status']}, {d['total_seconds']:.0f} s on {device['world_size']}x {device['name']} "
+            f"({device['precision']}): training {s['training']:.0f} s at {d['tokens_per_second']['training']:,.0f} tok/s, "
+            f"generation {s['generation']:.0f} s, CCI {s['cci']:.0f} s, eval {s['eval']:.0f} s; "
+            f"{sum(r['complete'] for r in d['runs'])} runs complete")
+
+
 def headline_game(d: Result) -> str:
     rates = "/".join(f"{r:g}" for r in d["train_rates"])
     return f"environments {rates}: invariant optimum from lambda_diff " + ", ".join(
@@ -150,6 +160,7 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "cci": headline_cci,
     "cci_official": headline_cci_official,
     "lamol_throughput": headline_throughput,
+    "gpu_paper": headline_gpu_paper,
 }
 
 

@@ -3,6 +3,9 @@ tiny GPT-2 / Llama models built from configs."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 
@@ -53,6 +56,17 @@ def tiny_config_dict(tmp_path=None, **training) -> dict:
 @pytest.fixture
 def tiny_config():
     return tiny_config_dict
+
+
+@pytest.fixture
+def two_cpu_processes() -> tuple[list[str], dict[str, str]]:
+    """Command prefix and environment that start a Python command as 2 processes of one gloo group
+    on CPU. ``accelerate launch --cpu --num_processes 2`` starts a single process unless mpirun is
+    installed, so torch's own launcher starts them, with ``ACCELERATE_USE_CPU`` set as
+    ``accelerate launch --cpu`` sets it."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return launch, env
 
 
 #: Vocabulary of the tiny models below (test modules draw token ids below it).

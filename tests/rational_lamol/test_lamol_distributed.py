@@ -1,13 +1,10 @@
-"""Several processes through Hugging Face Accelerate: a tiny 2-process CPU (gloo) run."""
+"""Several processes through Hugging Face Accelerate: a tiny 2-process CPU (gloo) run, started by
+torch's launcher (`accelerate launch --cpu` starts one process without mpirun)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -43,22 +40,18 @@ threads = 1
 
 
 @pytest.mark.slow
-def test_two_process_gloo_run(tmp_path):
-    launcher = Path(sys.executable).parent / "accelerate"
-    if not launcher.exists() and shutil.which("accelerate") is None:
-        pytest.skip("accelerate launcher not installed")
+def test_two_process_gloo_run(tmp_path, two_cpu_processes):
+    launch, env = two_cpu_processes
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY)
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [str(launcher if launcher.exists() else "accelerate"), "launch", "--cpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "rational_lamol.cli", "run", "--config", str(cfg), "--out", str(out)]
+    cmd = [*launch, "-m", "rational_lamol.cli", "run", "--config", str(cfg), "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((out / "results.json").read_text())
     (run,) = results["runs"]
     assert run["method"] == "lamol" and len(run["score_matrix"]) == 2
+    assert run["environment"]["processes"] == 2
     stage2 = json.loads((out / run["dir"] / "2_topic" / "stage.json").read_text())
     # both processes sampled their share; the gathered pseudo-samples cover the request
     assert sum(stage2["pseudo"]["requested"].values()) == 4

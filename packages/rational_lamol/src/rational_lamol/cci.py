@@ -222,6 +222,13 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 TILE_ELEMENTS = 2**20
 
 
+def _tile_elements(device: torch.device) -> int:
+    """Entries per tile of masks: cache-sized on CPU; a whole chunk on a GPU, which has no such
+    cache to fit and pays per kernel launch instead (hundreds of small tiles per example at
+    1,024 tokens). Counts are exact either way, so the tile size never changes a score."""
+    return TILE_ELEMENTS if device.type == "cpu" else MAX_CHUNK_ELEMENTS
+
+
 def _iou_masks(values: torch.Tensor, threshold: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """IoU of every row's mask ``values > threshold`` with ``ref``, 1.0 when both are empty: (..., S).
 
@@ -231,7 +238,7 @@ def _iou_masks(values: torch.Tensor, threshold: torch.Tensor, ref: torch.Tensor)
     float32 whatever the order of summation, and divided in float64.
     """
     *lead, S, D = values.shape
-    rows = max(1, min(S, TILE_ELEMENTS // max(1, math.prod(lead) * D)))
+    rows = max(1, min(S, _tile_elements(values.device) // max(1, math.prod(lead) * D)))
     buf = torch.empty((*lead, rows, D), dtype=torch.float32, device=values.device)
     inter = torch.empty((*lead, S), dtype=torch.float32, device=values.device)
     count = torch.empty_like(inter)

@@ -73,9 +73,9 @@ def run(
     if resume and out is None:
         raise DataError("--resume needs --out DIR (the run dir to continue)")
     out_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from accelerate import PartialState
+    from rational_lamol.trainer import process_state
 
-    main_process = PartialState().is_main_process
+    main_process = process_state().is_main_process
     # the lock first: a second process must not even append to this run's log
     with lock_run_dir(out_dir) if main_process else contextlib.nullcontext():
         setup_logging(out_dir, main_process=main_process)

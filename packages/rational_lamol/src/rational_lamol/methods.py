@@ -128,12 +128,14 @@ class LamolMethod(Method):
             return [], {}
         n_train = sum(len(stage.tasks[t].splits.train) for t in stage.task_names)
         counts = dict(zip(earlier, pseudo_sample_count(stage.training.gamma, n_train, len(earlier)), strict=True))
-        sequences, report = generate_pseudo_samples(
-            model, stage.tokenizer, counts, stage.ids, profiles={t: sample_profile(stage.tasks[t]) for t in earlier},
-            max_length=stage.max_length - 1,
-            top_k=stage.training.top_k, temperature=stage.training.temperature,
-            batch_size=stage.training.gen_batch_size, seed=stage.seed_for("replay"), accelerator=stage.accelerator,
-        )
+        with stage.accelerator.autocast():  # the run's precision (bf16 on a GPU; a no-op in fp32)
+            sequences, report = generate_pseudo_samples(
+                model, stage.tokenizer, counts, stage.ids,
+                profiles={t: sample_profile(stage.tasks[t]) for t in earlier}, max_length=stage.max_length - 1,
+                top_k=stage.training.top_k, temperature=stage.training.temperature,
+                batch_size=stage.training.gen_batch_size, seed=stage.seed_for("replay"),
+                accelerator=stage.accelerator,
+            )
         summary = report.as_dict()
         quality = summary["quality"]["total"]
         log.info("  pseudo-samples: kept %s of %s, %s (%.0f tok/s)", summary["kept"], summary["requested"],

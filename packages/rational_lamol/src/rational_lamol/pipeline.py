@@ -99,13 +99,29 @@ def run_environment(accelerator) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-class Session:
-    """One experiment: validated tasks and methods, the tokenizer, the shared-model caches."""
+class DeadlineReached(Exception):
+    """A run stopped before a stage that would have ended past the session's deadline; its
+    finished stages are in ``run_dir``'s ``progress.json``."""
 
-    def __init__(self, config: ExperimentConfig, out_dir: Path, *, resume: bool = False) -> None:
+    def __init__(self, method: str, seed: int, order: list[str], run_dir: Path) -> None:
+        super().__init__(f"{method} seed {seed} {'->'.join(order)}: stopped at the deadline")
+        self.method, self.seed, self.order, self.run_dir = method, seed, list(order), run_dir
+
+
+class Session:
+    """One experiment: validated tasks and methods, the tokenizer, the shared-model caches.
+
+    ``deadline`` (a :func:`time.monotonic` value) makes :meth:`run_one` stop between stages, with
+    :class:`DeadlineReached`, once the next stage would probably end past it.
+    """
+
+    def __init__(self, config: ExperimentConfig, out_dir: Path, *, resume: bool = False,
+                 deadline: float | None = None) -> None:
         self.config = config
         self.out_dir = Path(out_dir)
         self.resume = resume
+        self.deadline = deadline
+        self._longest_stage = 0.0  # seconds: what the deadline check expects the next stage to take
         self.accelerator = get_accelerator(config.training)
         if config.training.threads:
             torch.set_num_threads(config.training.threads)
@@ -211,11 +227,13 @@ class Session:
     # -- evaluation --------------------------------------------------------------------------
     def score_all(self, model, order: list[str]) -> list[float]:
         tc = self.config.training
-        return [
-            round(evaluate_task(model, self.tokenizer, self.tasks[t], self.ids, max_length=self.config.model.max_length,
-                                batch_size=tc.eval_batch_size, accelerator=self.accelerator), 4)
-            for t in order
-        ]
+        with self.accelerator.autocast():  # the run's precision (bf16 on a GPU; a no-op in fp32)
+            return [
+                round(evaluate_task(model, self.tokenizer, self.tasks[t], self.ids,
+                                    max_length=self.config.model.max_length, batch_size=tc.eval_batch_size,
+                                    accelerator=self.accelerator), 4)
+                for t in order
+            ]
 
     def baseline(self, seed: int, order: list[str]) -> list[float]:
         """Scores before any training (cached per seed: every method starts from that model)."""
@@ -284,13 +302,16 @@ class Session:
             stage_name = f"{index + 1}_{names[0] if len(names) == 1 else 'all'}"
             stage = Stage(seed=seed, order=tuple(order), index=index, task_names=tuple(names), training=training,
                           run_dir=run_dir, stage_dir=path_inside(run_dir, stage_name), resources=self.resources)
+            self._check_deadline(method, seed, order)
             log.info(" stage %d/%d: %s", index + 1, len(stages), "+".join(names))
             learned = self._learn_stage(method, stage, model)
             model = learned.model
+            t_eval = time.perf_counter()
             scores = self.score_all(model, order)
             log.info("  scores %s", dict(zip(order, scores, strict=True)))
-            record = {"dir": stage_name, "tasks": names, "scores": scores, "seconds": time.perf_counter() - t0,
-                      **learned.stats}
+            now = time.perf_counter()
+            record = {"dir": stage_name, "tasks": names, "scores": scores, "seconds": now - t0,
+                      "eval_seconds": now - t_eval, **learned.stats}
             if acc.is_main_process:
                 save_model(acc.unwrap_model(model), self.tokenizer, stage.stage_dir / "model")
                 write_json_atomic(stage.stage_dir / "stage.json", record)
@@ -300,6 +321,7 @@ class Session:
             else:
                 done.append(record)
             acc.wait_for_everyone()
+            self._longest_stage = max(self._longest_stage, time.perf_counter() - t0)
         stages, stage_timings = split_timings([{k: v for k, v in s.items() if k != "scores"} for s in done])
         record = build_run_record(
             method=method.name, seed=seed, order=order, rel_dir=rel, rows=[s["scores"] for s in done],
@@ -311,6 +333,20 @@ class Session:
             write_json_atomic(timing_json, timing)
             write_json_atomic(run_json, record)
         return record, timing
+
+    def _check_deadline(self, method: Method, seed: int, order: list[str]) -> None:
+        """Raise :class:`DeadlineReached` when the next stage would end past ``deadline``, taking
+        the longest stage so far as its length. The main process's clock decides for every
+        process, so all of them stop before the same stage."""
+        if self.deadline is None:
+            return
+        stop = [time.monotonic() + self._longest_stage > self.deadline]
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            stop = broadcast_object_list(stop)
+        if stop[0]:
+            raise DeadlineReached(method.name, seed, order, self.run_dir_for(method, seed, order))
 
     @staticmethod
     def _resume_model(run_dir: Path, done: list[dict[str, Any]]):
@@ -369,9 +405,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, *, resume: boo
     The main process holds an exclusive lock on ``out_dir`` throughout (one run per dir)."""
     import contextlib
 
-    from accelerate import PartialState
+    from rational_lamol.trainer import process_state
 
-    main = PartialState().is_main_process
+    main = process_state().is_main_process
     with lock_run_dir(out_dir) if main else contextlib.nullcontext():
         session = Session(config, Path(out_dir), resume=resume)
         return session.run_all()

@@ -242,7 +242,7 @@ class RationalMethod(FreezingMethod):
             "probe": {"share": o.probe_share, "steps": probe_stats["steps"], "schedule_steps": total},
             **({"probe_curve": curve.record(chosen, self.level)} if o.probe_curve else {}),
             # wall-clock (timing.json): the probe's seconds include the curve's CCI passes
-            "stats": {"probe_train": probe_stats, "cci_time": {"seconds": round(cci_seconds, 3)},
+            "stats": {"probe_train": probe_stats, "cci_seconds": round(cci_seconds, 3),
                       **({"probe_curve": {"seconds": round(curve.seconds, 3)}} if o.probe_curve else {})},
         }
         return chosen, earlier.merged(chosen), record
@@ -259,6 +259,10 @@ class RationalMethod(FreezingMethod):
             level=self.level, top_k=o.top_k, beta=o.beta, row_filter=o.row_filter, tie_seed=stage.seed_for("ties"),
             n_without_rationale=no_rationale,
         )
+        if stage.accelerator.num_processes > 1:  # every process freezes what the main process chose
+            from accelerate.utils import broadcast_object_list
+
+            result = broadcast_object_list([result])[0]
         return result, info
 
 

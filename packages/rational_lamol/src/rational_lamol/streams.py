@@ -36,10 +36,14 @@ def stream_seed(seed: int, tasks: Sequence[str], purpose: str) -> int:
 
 @contextmanager
 def random_stream(seed: int) -> Iterator[None]:
-    """Run the block with torch's global generators (CPU and every visible GPU) seeded from
-    ``seed``; their previous state is restored afterwards, so the block neither depends on nor
-    disturbs the draws around it."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    """Run the block with torch's global generators (CPU and every GPU) seeded from ``seed``; the
+    previous state of the CPU's and the current GPU's is restored afterwards, so the block neither
+    depends on nor disturbs the draws around it.
+
+    Only the current GPU's state is saved: under ``accelerate launch`` each process draws on its
+    own GPU, and reading every visible GPU's state would open a CUDA context on each of them in
+    every process."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield

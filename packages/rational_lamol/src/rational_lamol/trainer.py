@@ -73,6 +73,15 @@ def linear_schedule(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def process_state():
+    """Accelerate's process state. A CPU launch (``ACCELERATE_USE_CPU``) of several processes is
+    one gloo group: a plain ``PartialState()`` would take each process for a run of its own."""
+    from accelerate.state import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def get_accelerator(config: TrainingConfig):
     """One Accelerator per process, set up from the config's device and precision.
 
@@ -121,7 +130,8 @@ def train_task(
     Data order and dropout are drawn from ``seed`` alone (:mod:`rational_lamol.streams`), so a
     resumed run retrains a task identically and methods that see the same seed see the same
     batches. Several
-    processes (``accelerate launch``) split every batch (data parallel).
+    processes (``accelerate launch``) split every batch (data parallel); the returned examples and
+    tokens count every process's share.
     """
     if accelerator is None:
         accelerator = get_accelerator(config)
@@ -186,6 +196,9 @@ def train_task(
             if stats.steps >= stop:
                 break
     bar.close()
+    if world > 1:  # each process counted its own slice of every batch: report all of them
+        counts = torch.tensor([stats.examples, stats.tokens], device=accelerator.device)
+        stats.examples, stats.tokens = (int(v) for v in accelerator.reduce(counts, reduction="sum").tolist())
     stats.seconds = time.perf_counter() - start
     stats.final_loss = stats.losses[-1] if stats.losses else float("nan")
     wrapped.eval()
