@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer
+from tiny_encoder import tiny_minilm
 
 import invrat.encoder as encoder_module
 from invrat import InvRatConfig, Rationalizer, train_invrat
@@ -19,19 +19,7 @@ from invrat.model import Predictor, build_players
 from invrat.vocab import PAD_ID, SEP_ID, UNK_ID, Vocab
 from rationale_commons.synthetic import make_task
 
-PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "play", "##ing", "##ed", "un", "##fun", "##ny"]
 SPECIALS = {PAD_ID: None, UNK_ID: "[UNK]", SEP_ID: "[SEP]"}
-
-
-def tiny_minilm(tmp_path: Path, words: list[str] = (), window: int = 10) -> tuple[BertModel, BertTokenizer]:
-    """A seeded 1-layer BERT (``window`` pieces per window) and a tokenizer knowing ``PIECES`` + ``words``."""
-    vocab_file = tmp_path / "vocab.txt"
-    vocab_file.write_text("\n".join(PIECES + [w for w in words if w not in PIECES]) + "\n")
-    tokenizer = BertTokenizer(str(vocab_file))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=window + 2)
-    return BertModel(config).eval(), tokenizer
 
 
 def contextual(tmp_path: Path, vocab: Vocab, window: int = 10) -> ContextualWords:

@@ -125,7 +125,8 @@ def train(
     """Train InvRat on DATA's train split (val selects the model) and write RUN_DIR.
 
     Keys the config leaves unset get the recipe for new data (invrat/recipe.py): top-alpha selection
-    in training and output, no logistic noise, alpha from the median document length."""
+    in training and output, no logistic noise, alpha from the median document length, and MiniLM's
+    features computed once (minilm_cached) for real text when invrat[minilm] is installed."""
     from invrat.config import load_config
     from invrat.data import train_and_dev
     from invrat.data_spec import DataSpec, save_spec
@@ -146,7 +147,7 @@ def train(
         f"run dir {run_dir}: selected restart {selection['restart']} epoch {selection['epoch']} "
         f"(dev acc {selection['dev_acc']:.3f}, selection rate {selection['dev_selection_rate']:.3f}"
         + (f", dev objective {selection['dev_objective']:.3f}" if cfg.experimental.select_by == "invariance" else "")
-        + f"; alpha {cfg.game.alpha}, selection {cfg.game.selection})"
+        + f"; alpha {cfg.game.alpha}, selection {cfg.game.selection}, embedding {cfg.players.embedding})"
     )
     for warning in kept_model_warnings(selection, train_and_dev(splits, cfg.game.seed)[1]):
         typer.echo(f"invrat: warning: {warning}", err=True)

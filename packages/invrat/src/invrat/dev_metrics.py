@@ -34,7 +34,7 @@ def evaluate_players(
     for idx in length_sorted_batches(data.encoded, config.runtime.eval_batch_size):
         b = data.batch(idx).to(device)
         with autocast(device, config.runtime.precision):
-            logits = players["g"](b.ids, b.lengths, b.query_mask)
+            logits = players["g"](b.ids, b.lengths, b.query_mask, b.features)
             z, _ = inference_rationale(logits.float(), b.doc_mask, selection=config.game.selection, alpha=config.game.alpha)
             zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
             out = players["fi"](b.ids, b.lengths, zin, b.real_mask, query_mask=b.query_mask)

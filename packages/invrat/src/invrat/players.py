@@ -49,7 +49,7 @@ def player_step(
     budget = config.game.alpha if config.experimental.train_selection == "top_alpha" else None
 
     def draw_mask() -> tuple[torch.Tensor, torch.Tensor]:
-        logits = players["g"](b.ids, b.lengths, b.query_mask).float()
+        logits = players["g"](b.ids, b.lengths, b.query_mask, b.features).float()
         return select(logits, b.doc_mask, train=True, gumbel=config.game.gumbel, temperature=temperature, top_alpha=budget)
 
     with autocast(device, config.runtime.precision):

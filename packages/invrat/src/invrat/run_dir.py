@@ -34,7 +34,7 @@ from rationale_commons.runtime import (
 )
 
 #: Fields a resumed run may change: they do not change what is trained.
-RUNTIME_ONLY = {"progress", "device", "num_threads", "eval_batch_size"}
+RUNTIME_ONLY = {"progress", "device", "num_threads", "eval_batch_size", "cache_dir"}
 
 
 def is_finished(out_dir: Path, config: InvRatConfig) -> bool:

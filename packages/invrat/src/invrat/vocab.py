@@ -97,6 +97,7 @@ class Batch:
     doc_mask: torch.Tensor  # (B, T) float: 1 on document positions
     labels: torch.Tensor | None  # (B,) long
     envs: torch.Tensor | None  # (B,) long
+    features: torch.Tensor | None = None  # (B, T, D) float: precomputed word features (embedding = "minilm_cached")
 
     @property
     def query_mask(self) -> torch.Tensor:
@@ -105,10 +106,15 @@ class Batch:
 
     def to(self, device: str | torch.device) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.ids), self.lengths, move(self.real_mask), move(self.doc_mask), move(self.labels), move(self.envs))
+        return Batch(move(self.ids), self.lengths, move(self.real_mask), move(self.doc_mask), move(self.labels), move(self.envs),
+                     move(self.features))
 
 
-def collate(items: Sequence[Encoded], labels: Sequence[int] | None = None, envs: Sequence[int] | None = None) -> Batch:
+def collate(
+    items: Sequence[Encoded], labels: Sequence[int] | None = None, envs: Sequence[int] | None = None,
+    features: Sequence[torch.Tensor] | None = None,
+) -> Batch:
+    """``features``: each item's (L, D) word features (any float dtype), padded with zeros into float32."""
     lengths = torch.tensor([len(it.ids) for it in items], dtype=torch.long)
     T = int(lengths.max())
     ids = torch.full((len(items), T), PAD_ID, dtype=torch.long)
@@ -117,6 +123,11 @@ def collate(items: Sequence[Encoded], labels: Sequence[int] | None = None, envs:
         ids[row, : len(it.ids)] = torch.tensor(it.ids, dtype=torch.long)
         doc_mask[row, : it.n_doc] = 1.0
     real_mask = (torch.arange(T)[None, :] < lengths[:, None]).float()
+    padded = None
+    if features is not None:
+        padded = torch.zeros(len(items), T, features[0].shape[-1])
+        for row, f in enumerate(features):
+            padded[row, : len(f)] = f
     return Batch(
         ids=ids,
         lengths=lengths,
@@ -124,4 +135,5 @@ def collate(items: Sequence[Encoded], labels: Sequence[int] | None = None, envs:
         doc_mask=doc_mask,
         labels=None if labels is None else torch.tensor(list(labels), dtype=torch.long),
         envs=None if envs is None else torch.tensor(list(envs), dtype=torch.long),
+        features=padded,
     )
