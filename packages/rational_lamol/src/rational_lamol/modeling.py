@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rational_lamol.config import ModelConfig
+from rational_lamol.streams import random_stream
 from rational_lamol.tasks import PAD_TOKEN, special_token_strings
 from rationale_commons.errors import DataError, first_line
 from rationale_commons.runtime import atomic_dir
@@ -124,13 +125,40 @@ def load_pretrained(config: ModelConfig, task_names: Sequence[str]):
             raise DataError("loading a GGUF file needs the 'gguf' package: pip install 'rational-lamol[gguf]'") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(where, attn_implementation="eager", **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(where, attn_implementation="eager", **kwargs,
+                                                     **_dense_gguf(gguf_file))
     except OSError as exc:
         raise DataError(f"cannot load model {config.source!r}: {first_line(exc)}") from None
     except (ValueError, KeyError, RuntimeError, EOFError) as exc:  # a corrupt or foreign file in the folder
         raise DataError(f"cannot load model {config.source!r}: {first_line(exc)}") from None
-    prepare_model_tokens(model, tokenizer, task_names)
+    if gguf_file:
+        _forget_quantization(model, config.source)
+    with random_stream(0):  # the new tokens' embeddings: the same draw in every run and resume
+        prepare_model_tokens(model, tokenizer, task_names)
     return model, tokenizer
+
+
+def _dense_gguf(gguf_file: str | None) -> dict:
+    """``from_pretrained`` options that unpack a GGUF file's weights into a dense model: LAMOL
+    trains every weight, and transformers otherwise keeps them in (frozen) GGUF blocks."""
+    if not gguf_file:
+        return {}
+    from transformers import GgufConfig
+
+    return {"quantization_config": GgufConfig(gguf_file=gguf_file, dequantize=True)}
+
+
+def _forget_quantization(model, source: str) -> None:
+    """A dequantized GGUF model is a plain dense model: drop the quantizer so it trains and saves
+    as one (``save_pretrained`` refuses a model that still names a GGUF quantizer)."""
+    not_dense = [n for n, p in model.named_parameters() if not p.is_floating_point()]
+    if not_dense:
+        raise DataError(f"cannot load model {source!r}: GGUF weights left packed ({not_dense[0]}, ...); "
+                        "this architecture cannot be trained from a GGUF file, use its Hugging Face folder")
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def prepare_model_tokens(model, tokenizer, task_names: Sequence[str]) -> None:
