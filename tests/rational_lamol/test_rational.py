@@ -213,6 +213,13 @@ def test_comparison_with_other_rationales_records_agreement_and_changes_nothing(
     assert {e["task"] for e in json.loads((out / "rationale_samples.json").read_text())} == {"sentiment", "topic"}
     for mine, theirs in zip(entries, plain, strict=True):
         assert mine["chosen"] == theirs["chosen"] and mine["votes"] == theirs["votes"]
+    from rational_lamol.report import load_runs, rationale_agreement, write_report
+
+    (row,) = rationale_agreement(load_runs([out]))
+    assert (row["method"], row["compared_with"], row["transitions"]) == ("rational-head", "invrat", 1)
+    assert row["same_choice"] == int(second["same"]) and row["mean_jaccard"] == second["jaccard"]
+    write_report([out], out / "report.html")
+    assert json.loads((out / "report.json").read_text())["rationale_agreement"] == [row]
     a, b = (_state(_method_dir(d, "rational-head") / "3_pair" / "model") for d in (out, run_dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

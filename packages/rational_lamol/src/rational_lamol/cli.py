@@ -126,6 +126,8 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
         pseudo_quality_summary,
         pseudo_quality_table,
         pseudo_quality_warnings,
+        rationale_agreement,
+        rationale_agreement_table,
         summarize,
         write_report,
     )
@@ -141,6 +143,9 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
         console.print(pseudo_quality_table(quality))
     for line in pseudo_quality_warnings(quality):
         typer.echo(f"warning: {line}")
+    agreement = rationale_agreement(runs)
+    if agreement:
+        console.print(rationale_agreement_table(agreement))
     path = write_report(run_dirs, out_html)
     typer.echo(f"report: {path}")
     return path

@@ -244,6 +244,40 @@ def pseudo_quality_table(summary: Sequence[dict[str, Any]]) -> Any:
     return table
 
 
+# ---------------------------------------------------------------- CCI from other rationales
+
+
+def rationale_agreement(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Per (method, other rationale source): over the transitions recorded with ``compare_with``,
+    how often CCI from the other source chose the same components, and the mean overlap (the
+    share of the chosen components both choose) and Jaccard index."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        for entry in run.cci:
+            other = entry.get("comparison")
+            if other:
+                groups[(run.method, str(other["rationale_source"].get("source")))].append(other)
+    return [{"method": method, "compared_with": source, "transitions": len(group),
+             "same_choice": sum(o["same"] for o in group),
+             "same_rate": round(sum(o["same"] for o in group) / len(group), 4),
+             "mean_overlap": round(statistics.fmean(o["overlap"] / o["size"] if o["size"] else 1.0 for o in group), 4),
+             "mean_jaccard": round(statistics.fmean(o["jaccard"] for o in group), 4)}
+            for (method, source), group in sorted(groups.items())]
+
+
+def rationale_agreement_table(rows: Sequence[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="CCI's choice from the other rationale source (compare_with), same examples and models")
+    for name in ("method", "other source", "transitions", "same choice", "mean overlap", "mean Jaccard"):
+        table.add_column(name, justify="left" if name in ("method", "other source") else "right")
+    for row in rows:
+        table.add_row(row["method"], row["compared_with"], str(row["transitions"]),
+                      f"{row['same_choice']} ({row['same_rate']:.0%})", f"{row['mean_overlap']:.2f}",
+                      f"{row['mean_jaccard']:.2f}")
+    return table
+
+
 # ---------------------------------------------------------------- figures
 
 
@@ -434,7 +468,8 @@ def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") ->
 
 def write_report(run_dirs: Sequence[str | Path], out_html: str | Path) -> Path:
     """Build the HTML report of one or more run dirs (aggregating them) and write it atomically,
-    with its numbers (summary rows, paired comparisons, pseudo-sample quality) in a JSON file
+    with its numbers (summary rows, paired comparisons, pseudo-sample quality, agreement of CCI's
+    choices across rationale sources) in a JSON file
     beside it."""
     runs = load_runs(run_dirs)
     if not runs:
@@ -448,6 +483,7 @@ def write_report(run_dirs: Sequence[str | Path], out_html: str | Path) -> Path:
         "summary": summarize(runs), "comparisons": paired_comparisons(runs),
         "pseudo_quality": {"stages": quality_rows, "summary": quality_summary,
                            "warnings": pseudo_quality_warnings(quality_summary)},
+        "rationale_agreement": rationale_agreement(runs),
     })
     page = render_html(runs)
     with atomic_file(out_html) as tmp:
