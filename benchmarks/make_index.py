@@ -44,6 +44,10 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                          "bench_lamol_throughput.py", "docs/results/throughput.md"),
     "gpu_paper": ("the paper's setting scaled to minutes on a GPU: seconds per phase, tokens/s, peak memory, "
                   "score matrices", "gpu_paper.py", "docs/results/gpu_paper.md"),
+    "cci_ties": ("why CCI's block scores tie: examples tied at their lowest score, at 1.0 or at another value",
+                 "bench_cci_ties.py", "docs/results/lamol_protocol.md"),
+    "cheap_probe": ("a probe stopped early vs the full probe: same choice per share of its steps, cost vs lamol",
+                    "bench_cheap_probe.py", "docs/results/lamol_protocol.md"),
 }
 
 # The recorded commands name the machine's own paths; the index shows them from the repository root.
@@ -161,6 +165,9 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "cci_official": headline_cci_official,
     "lamol_throughput": headline_throughput,
     "gpu_paper": headline_gpu_paper,
+    "cci_ties": lambda d: (f"{d['tied']} of {d['examples']} examples tied at their lowest block score, "
+                           f"{d['tied_at_1']} of them at 1.0"),
+    "cheap_probe": lambda d: f"{d['runs']} runs; default share by the rule: {d['default_share_by_the_rule']}",
 }
 
 
