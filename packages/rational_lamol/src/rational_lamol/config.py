@@ -28,7 +28,7 @@ from rationale_commons.loaders import ColumnMapping
 from rationale_commons.runtime import check_path_component
 
 SYNTHETIC_PREFIX = "synthetic:"
-BUILTIN_CONFIGS = ("default", "paper", "paper_smoke")
+BUILTIN_CONFIGS = ("default", "paper", "paper_smoke", "paper_cpu")
 _UNKNOWN_KEY_HINT = "check the spelling; see docs/lamol.md for the keys"
 
 #: TaskConfig.rationales values that name a source rather than a file
