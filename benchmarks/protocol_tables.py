@@ -1,0 +1,83 @@
+"""Markdown tables of a protocol summary written by ``bench_main_job.py`` (for docs/results and the README).
+
+    python benchmarks/protocol_tables.py benchmarks/results/main_job/protocol_demo.json [--learned-below 60]
+
+Prints: the unlearned (seed, order) pairs (``lamol`` scored below ``--learned-below`` on a task
+right after training it: the protocol's pre-registered learnability rule), ACC / BWT mean ± std per
+method, the paired comparisons as the summary records them, and the primary comparisons again
+without the unlearned pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from rational_lamol.stats import compare
+
+PRIMARY = [("rational-block", "lamol"), ("rational-block", "random-block"),
+           ("rational-head", "lamol"), ("rational-head", "random-head")]
+
+
+def unlearned_pairs(runs: list[dict], below: float) -> set[tuple[int, tuple[str, ...]]]:
+    """(seed, order) pairs where lamol's diagonal (a task's score right after training it) dips below ``below``."""
+    return {(r["seed"], tuple(r["order"])) for r in runs if r["method"] == "lamol"
+            and min(r["score_matrix"][i][i] for i in range(len(r["order"]))) < below}
+
+
+def fmt(x: float | None, sign: bool = True) -> str:
+    return "—" if x is None else (f"{x:+.1f}" if sign else f"{x:.1f}")
+
+
+def mean_std(cell: dict) -> str:
+    return "—" if cell["mean"] is None else f"{cell['mean']:.1f} ± {cell['std']:.1f}"
+
+
+def comparison_row(row: dict) -> str:
+    lo, hi = row["ci95"] or (None, None)
+    p = row["sign_test_p"]
+    return (f"| `{row['method']}` − `{row['against']}` | {row['metric'].upper()} | {row['n_pairs']} | "
+            f"{fmt(row['mean_difference'])} | [{fmt(lo)}, {fmt(hi)}] | {row['wins']} / {row['losses']} / {row['ties']} | "
+            f"{'—' if p is None else f'{p:.2f}'} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("summary", type=Path)
+    parser.add_argument("--learned-below", type=float, default=60.0)
+    args = parser.parse_args()
+    data = json.loads(args.summary.read_text())
+    runs = [{**r, "run_dir": f"seed{r['seed']}"} for r in data["per_run"]]
+    pairs = {(r["seed"], tuple(r["order"])) for r in runs if r["method"] == "lamol"}
+    unlearned = unlearned_pairs(runs, args.learned_below)
+    print(f"pairs with lamol finished: {len(pairs)}; unlearned: {len(unlearned)}")
+    for seed, order in sorted(unlearned):
+        lamol = next(r for r in runs if r["method"] == "lamol" and r["seed"] == seed and tuple(r["order"]) == order)
+        diagonal = " / ".join(f"{lamol['score_matrix'][i][i]:.1f}" for i in range(len(order)))
+        print(f"- seed {seed}, {' → '.join(order)}: lamol diagonal {diagonal}")
+
+    print("\n| method | runs | ACC | BWT |\n|---|---|---|---|")
+    for row in data["summary"]:
+        acc, bwt = row["acc"], row["bwt"]
+        print(f"| `{row['method']}` | {row['n_runs']} | {mean_std(acc)} | {mean_std(bwt) if bwt['n'] else '—'} |")
+
+    print("\n| comparison | metric | pairs | mean difference | 95% CI | wins / losses / ties | sign test p |")
+    print("|---|---|---|---|---|---|---|")
+    for row in data["comparisons"]:
+        print(comparison_row(row))
+
+    learned = [r for r in runs if (r["seed"], tuple(r["order"])) not in unlearned]
+    print(f"\nWithout the unlearned pairs ({len(pairs) - len(unlearned & pairs)} pairs):\n")
+    print("| comparison | metric | pairs | mean difference | 95% CI | wins / losses / ties | sign test p |")
+    print("|---|---|---|---|---|---|---|")
+    for method, reference in PRIMARY:
+        print(comparison_row(compare(learned, method, reference, "acc")))
+    lamol_acc = [r["metrics"]["acc"] for r in learned if r["method"] == "lamol"]
+    if lamol_acc:
+        print(f"\nlamol ACC over the learned pairs: {statistics.fmean(lamol_acc):.1f}")
+
+
+if __name__ == "__main__":
+    main()
