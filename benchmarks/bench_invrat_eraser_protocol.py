@@ -10,12 +10,12 @@ majority class; invrat/baselines.py):
     invrat evaluate RUN/test_results.jsonl --gold DATA --run RUN --json RUN/test_scores.json
 
     python benchmarks/bench_invrat_eraser_protocol.py [--protocol benchmarks/protocols/invrat_eraser.toml]
-        [--out runs/invrat-eraser-protocol] [--results DIR]
+        [--out runs/invrat-eraser-protocol] [--results DIR] [--table]
 
 A seed whose scores exist is not run again, and a killed training continues (``--resume``), so the
 same command continues an unfinished protocol. After every seed, ``<results>/<task>.json`` holds
 every finished seed (scores, baselines, kept epoch, commands, seconds, load), their mean and the
-protocol's reading rule applied to it.
+protocol's reading rule applied to it; ``--table`` prints the docs' tables from those files.
 """
 
 from __future__ import annotations
@@ -117,13 +117,49 @@ def reading(mean: dict[str, Any], task: str) -> dict[str, bool]:
     return verdict
 
 
+def table(results: Path, tasks: list[str]) -> list[str]:
+    """The docs' tables, from the result files: the seeds' mean beside every baseline, then each seed."""
+    rows = ["| test split | metric | InvRat | random, as many words | first k words | full-text TF-IDF | majority class | reading |",
+            "|---|---|---|---|---|---|---|---|"]
+    seeds = ["| test split | seed | kept epoch (dev acc) | token F1 | AUPRC | IOU F1 | accuracy | macro F1 | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        if not (results / f"{task}.json").is_file():
+            continue
+        d = json.loads((results / f"{task}.json").read_text())
+        m = d["mean"]
+        name = f"{task} (seeds {', '.join(map(str, d['seeds_done']))})"
+        verdicts = {k: "above both" if d["reading"][f"{k}_above_random_and_first_k"] else "**loses**"
+                    for k in ("token_f1", "auprc")}
+        gap = 100 * (m["invrat"]["accuracy"] - m["tfidf_logreg"]["accuracy"])
+        verdicts["accuracy"] = f"{gap:+.1f} points vs TF-IDF" + (
+            "" if d["reading"]["accuracy_within_5_points_of_tfidf"] else ": **loses**")
+        for k in ("token_f1", "auprc", "iou_f1"):
+            rows.append(f"| {name} | {k} | {m['invrat'][k]:.3f} | {m['random'][k]:.3f} | {m['first_k'][k]:.3f} | | | "
+                        f"{verdicts.get(k, '')} |")
+            name = ""
+        for k in LABEL_METRICS:
+            rows.append(f"| | {k} | {m['invrat'][k]:.3f} | | | {m['tfidf_logreg'][k]:.3f} | {m['majority'][k]:.3f} | "
+                        f"{verdicts.get(k, '')} |")
+        for seed, r in d["seeds"].items():
+            i = r["invrat"]
+            seeds.append(f"| {task} | {seed} | {r['kept']['epoch']} ({r['kept']['dev_acc']:.3f}) | {i['token_f1']:.3f} | "
+                         f"{i['auprc']:.3f} | {i['iou_f1']:.3f} | {i['accuracy']:.3f} | {i['macro_f1']:.3f} | "
+                         f"{r['train_seconds_all_epochs']:.0f} |")
+    return [*rows, "", *seeds]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", type=Path, default=BENCHMARKS / "protocols" / "invrat_eraser.toml")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "invrat-eraser-protocol", help="run dirs: OUT/<task>/seed<S>")
     parser.add_argument("--results", type=Path, default=RESULTS / "invrat_eraser_protocol")
+    parser.add_argument("--table", action="store_true", help="run nothing: print the tables of the result files")
     args = parser.parse_args()
     protocol = tomllib.loads(args.protocol.read_text(encoding="utf-8"))
+    if args.table:
+        print("\n".join(table(args.results, [d["name"] for d in protocol["datasets"]])))
+        return
     env = {**os.environ, **protocol.get("env", {})}
     records: dict[str, dict[str, Any]] = {d["name"]: {} for d in protocol["datasets"]}
     for seed in protocol["seeds"]:  # seed 0 of every dataset before seed 1 of any

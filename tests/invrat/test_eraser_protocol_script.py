@@ -1,6 +1,6 @@
 """benchmarks/bench_invrat_eraser_protocol.py on two tiny ERASER folders: the user's three commands
-per (seed, dataset), a result file per dataset with every baseline and the reading rule, and a
-second invocation that runs nothing again."""
+per (seed, dataset), a result file per dataset with every baseline and the reading rule, a
+second invocation that runs nothing again, and the tables printed from the result files."""
 
 from __future__ import annotations
 
@@ -64,3 +64,5 @@ def test_protocol_runs_each_seed_once_and_writes_the_table(tmp_path: Path) -> No
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "== " not in again.stdout, again.stderr  # every seed is done
     assert json.loads((tmp_path / "results" / "movies.json").read_text())["seeds"] == movies["seeds"]
+    printed = subprocess.run([*command, "--table"], env=env, capture_output=True, text=True, timeout=600)
+    assert "| movies (seeds 0, 1) | token_f1 |" in printed.stdout and "| scifact | 1 |" in printed.stdout, printed.stderr
