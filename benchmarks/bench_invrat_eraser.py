@@ -32,13 +32,14 @@ from rationale_commons.metrics.eraser import score_results, summary
 from rationale_commons.runtime import choose_device, machine_info, write_json_atomic
 from rationale_commons.spans import mask_to_spans
 
-from common import BENCHMARKS, SHARED_DATA, format_overrides, parse_override, result_path
-
-# ERASER (DeYoung et al. 2020) Table 3, Movie Reviews: performance (macro F1), IOU F1, token F1.
-ERASER_TABLE3_MOVIES = {
-    "Lei et al. (2016), labels only": {"macro_f1": 0.920, "iou_f1": 0.012, "token_f1": 0.322},
-    "Lei et al. (2016), with rationale supervision": {"macro_f1": 0.914, "iou_f1": 0.124, "token_f1": 0.285},
-}
+from common import (
+    BENCHMARKS,
+    ERASER_TABLE3_MOVIES,
+    SHARED_DATA,
+    format_overrides,
+    parse_override,
+    result_path,
+)
 
 
 def random_rationales(rationales: Sequence[Rationale], window: int, rng: random.Random, *, spans: bool) -> list[Rationale]:

@@ -1,6 +1,6 @@
 """Helpers every benchmark script shares: where results go, the shared data, ``--set KEY=VALUE``
 overrides, the command line a result records, the reference oracles kept under ``tests/oracles``,
-a timer and the synthetic rationales of the CCI benchmarks.
+ERASER's published Movies scores, a timer and the synthetic rationales of the CCI benchmarks.
 
 Scripts run as ``python benchmarks/<script>.py``, so this folder is first on ``sys.path`` and
 ``from common import ...`` finds this module. No script imports another script.
@@ -30,6 +30,12 @@ RESULTS = BENCHMARKS / "results"
 #: ``../shared/data`` beside the repository, or ``$RATIONALE_SHARED_DATA``
 SHARED_DATA = Path(os.environ.get("RATIONALE_SHARED_DATA", REPO.parent / "shared" / "data"))
 ORACLES = REPO / "tests" / "oracles"
+
+# ERASER (DeYoung et al. 2020) Table 3, Movie Reviews: performance (macro F1), IOU F1, token F1.
+ERASER_TABLE3_MOVIES = {
+    "Lei et al. (2016), labels only": {"macro_f1": 0.920, "iou_f1": 0.012, "token_f1": 0.322},
+    "Lei et al. (2016), with rationale supervision": {"macro_f1": 0.914, "iou_f1": 0.124, "token_f1": 0.285},
+}
 
 
 def result_path(benchmark: str, name: str) -> Path:

@@ -32,6 +32,9 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                             "bench_invrat_game_optimum.py", "docs/results/invrat_synthetic.md"),
     "invrat_eraser": ("InvRat on ERASER from labels only, scored against the human rationales",
                       "bench_invrat_eraser.py", "docs/results/invrat_eraser.md"),
+    "invrat_eraser_protocol": ("InvRat as a new user gets it (`invrat train`'s recipe) on ERASER test splits, under a "
+                               "protocol fixed before it ran, beside random / first-k selections, TF-IDF and the majority class",
+                               "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
     "invrat_label_ceiling": ("InvRat's f_i alone on whole Movies reviews (no rationale): the label ceiling",
                              "bench_invrat_label_ceiling.py", "docs/results/invrat_eraser.md"),
     "invrat_rationalize": ("`Rationalizer` throughput on ERASER Movies reviews",
@@ -111,6 +114,14 @@ def headline_eraser(d: Result) -> str:
             f"({d['n_test']} test documents)")
 
 
+def headline_eraser_protocol(d: Result) -> str:
+    m = d["mean"]
+    return (f"{len(d['seeds_done'])} seed(s): token F1 {m['invrat']['token_f1']:.3f} (random {m['random']['token_f1']:.3f}, "
+            f"first-k {m['first_k']['token_f1']:.3f}), AUPRC {m['invrat']['auprc']:.3f} (random {m['random']['auprc']:.3f}, "
+            f"first-k {m['first_k']['auprc']:.3f}), accuracy {m['invrat']['accuracy']:.3f} "
+            f"(TF-IDF {m['tfidf_logreg']['accuracy']:.3f}, majority {m['majority']['accuracy']:.3f})")
+
+
 def headline_main_job(d: Result) -> str:
     return "; ".join(f"`{row['method']}` ACC {row['acc']['mean']:.1f} ± {row['acc']['std']:.1f}" for row in d["summary"])
 
@@ -159,6 +170,7 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "invrat_synthetic": headline_synthetic,
     "invrat_game_optimum": headline_game,
     "invrat_eraser": headline_eraser,
+    "invrat_eraser_protocol": headline_eraser_protocol,
     "invrat_label_ceiling": lambda d: f"test macro F1 {d['test']['macro_f1']:.3f} (kept epoch {d['selected_epoch']})",
     "invrat_rationalize": lambda d: f"{d['docs_per_minute']:,.0f} documents/minute on {d['threads']} thread(s)",
     "cci": headline_cci,

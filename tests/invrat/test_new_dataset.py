@@ -49,9 +49,10 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_one_command_on_a_table_then_the_run_reads_its_data_the_same_way(table: Path, tmp_path: Path) -> None:
     code, out, err = run("train", table, "--out", tmp_path / "run", "--text-column", "content",
-                         "--split-column", "test:text=body", "--max-examples", "40", *TINY)
+                         "--split-column", "test:text=body", "--max-examples", "40", "--seed", "3", *TINY)
     assert code == 0, err
     config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["game"]["seed"] == 3
     assert config["game"]["selection"] == config["experimental"]["train_selection"] == "top_alpha"
     assert config["game"]["alpha"] == alpha_for_length(11)  # the median length of the capped train split
     assert json.loads((tmp_path / "run" / "data.json").read_text())["columns"]["test"]["text"] == "body"
@@ -66,7 +67,7 @@ def test_one_command_on_a_table_then_the_run_reads_its_data_the_same_way(table: 
     assert "tf-idf logreg" in out and "majority 0.5000" in out
     report = json.loads((tmp_path / "scores.json").read_text())
     assert set(report["summary"]) == {"accuracy", "macro_f1"}
-    assert set(report["baselines"]) == {"tfidf_logreg_accuracy", "majority_accuracy"}
+    assert set(report["baselines"]) == {"tfidf_logreg_accuracy", "tfidf_logreg_macro_f1", "majority_accuracy", "majority_macro_f1"}
     # with gold rationales: every rationale metric beside random and first-k
     code, out, err = run("evaluate", tmp_path / "pred.jsonl", "--gold", table, "--text-column", "content",
                          "--split-column", "test:text=body", "--rationale-column", "rat", "--json", tmp_path / "scores.json")
@@ -126,7 +127,8 @@ def test_label_baselines_and_kept_model_warnings() -> None:
 
     train = [ex(i, f"good film {i}", "pos") for i in range(6)] + [ex(10 + i, f"bad film {i}", "neg") for i in range(4)]
     test = [ex(20, "good one", "pos"), ex(21, "bad one", "neg"), ex(22, "bad two", "neg")]
-    assert label_baselines(train, test) == {"majority_accuracy": pytest.approx(1 / 3), "tfidf_logreg_accuracy": 1.0}
+    assert label_baselines(train, test) == {"majority_accuracy": pytest.approx(1 / 3), "majority_macro_f1": 0.25,
+                                            "tfidf_logreg_accuracy": 1.0, "tfidf_logreg_macro_f1": 1.0}
     assert kept_model_warnings({"dev_selection_rate": 0.2, "dev_acc": 0.9}, test) == []
     warnings = kept_model_warnings({"dev_selection_rate": 0.0, "dev_acc": 2 / 3}, test)
     assert len(warnings) == 2 and "selects no word" in warnings[0] and "majority" in warnings[1]

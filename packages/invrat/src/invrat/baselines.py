@@ -1,6 +1,7 @@
 """What a rationale and a label must beat (issue 21): the same number of words per document drawn at
-random (seeded) or taken from the front, and the labels of a full-text TF-IDF logistic regression and of
-the majority class. ``invrat evaluate`` scores them beside the predictions with the same metrics."""
+random (seeded) or taken from the front, and the labels (accuracy, macro F1) of a full-text TF-IDF
+logistic regression and of the majority class. ``invrat evaluate`` scores them beside the predictions
+with the same metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from rationale_commons.metrics.eraser import classification_report
 from rationale_commons.records import Example
 from rationale_commons.spans import mask_to_spans
 
@@ -62,19 +64,24 @@ def _full_text(ex: Example) -> str:
     return " ".join(ex.words) + ("" if not ex.query else " " + ex.query)
 
 
+def _label_scores(name: str, gold: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
+    report = classification_report(list(gold), list(predicted))
+    return {f"{name}_accuracy": report["accuracy"], f"{name}_macro_f1": report["macro avg"]["f1-score"]}
+
+
 def label_baselines(train: Sequence[Example], evaluated: Sequence[Example]) -> dict[str, float]:
-    """Accuracy on ``evaluated`` of the majority training label and of a TF-IDF (word 1-2 grams)
-    logistic regression trained on the full texts (and queries) of ``train``."""
+    """Accuracy and macro F1 on ``evaluated`` of the majority training label and of a TF-IDF (word
+    1-2 grams) logistic regression trained on the full texts (and queries) of ``train``."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     gold = [ex.label for ex in evaluated]
     majority = Counter(ex.label for ex in train).most_common(1)[0][0]
-    out = {"majority_accuracy": sum(g == majority for g in gold) / len(gold)}
+    out = _label_scores("majority", gold, [majority] * len(gold))
     if len({ex.label for ex in train}) < 2:  # nothing to fit: it is the majority class
-        return out | {"tfidf_logreg_accuracy": out["majority_accuracy"]}
+        return out | _label_scores("tfidf_logreg", gold, [majority] * len(gold))
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, token_pattern=r"\S+")
     model = LogisticRegression(max_iter=1000)
     model.fit(vectorizer.fit_transform([_full_text(ex) for ex in train]), [ex.label for ex in train])
     predicted = model.predict(vectorizer.transform([_full_text(ex) for ex in evaluated]))
-    return out | {"tfidf_logreg_accuracy": float(np.mean([p == g for p, g in zip(predicted, gold, strict=True)]))}
+    return out | _label_scores("tfidf_logreg", gold, [str(p) for p in predicted])

@@ -114,6 +114,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last finished epoch; with a larger --epochs, train a finished single-restart run on.")] = False,
     epochs: Annotated[int | None, typer.Option(help="Override config.game.epochs.")] = None,
     restarts: Annotated[int | None, typer.Option(help="Override config.model_selection.restarts.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override config.game.seed (restart k uses seed + k).")] = None,
     environments: Annotated[str | None, typer.Option(help="auto | column | single | rule | infer.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads (config.runtime.num_threads).")] = None,
@@ -133,7 +134,7 @@ def train(
     from invrat.game import train_invrat
     from invrat.recipe import kept_model_warnings, recipe_config
 
-    cfg = load_config(config, epochs=epochs, restarts=restarts, environments=environments, device=device,
+    cfg = load_config(config, epochs=epochs, restarts=restarts, seed=seed, environments=environments, device=device,
                       num_threads=threads, progress=False if quiet else None)
     spec = DataSpec.of(columns, train_split=train_split, skip_missing_docs=skip_missing_docs, max_examples=max_examples)
     splits = spec.load(data)
@@ -227,10 +228,11 @@ def _report_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"{'':>18}  {'invrat':>8}" + "".join(f"  {name:>8}" for name in selections))
         lines += [f"{key:>18}  {summary[key]:8.4f}" + "".join(f"  {baselines[name].get(key, float('nan')):8.4f}" for name in selections)
                   for key in shown]
-    labels = [("invrat", summary.get("accuracy")), ("tf-idf logreg", baselines.get("tfidf_logreg_accuracy")),
-              ("majority", baselines.get("majority_accuracy"))]
-    if any(v is not None for _, v in labels):
-        lines.append("accuracy: " + " | ".join(f"{name} {v:.4f}" for name, v in labels if v is not None))
+    for metric in ("accuracy", "macro_f1"):
+        labels = [("invrat", summary.get(metric)), ("tf-idf logreg", baselines.get(f"tfidf_logreg_{metric}")),
+                  ("majority", baselines.get(f"majority_{metric}"))]
+        if any(v is not None for _, v in labels):
+            lines.append(f"{metric}: " + " | ".join(f"{name} {v:.4f}" for name, v in labels if v is not None))
     return lines
 
 

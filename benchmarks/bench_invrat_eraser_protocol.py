@@ -1,0 +1,196 @@
+"""InvRat as a new user gets it, on ERASER tasks, under a protocol fixed before it ran (issue 21).
+
+For each seed of the protocol, then each of its datasets, the user's three commands (the recipe of
+``invrat train``, its rationales of the test split, and ``invrat evaluate``'s scores beside a
+random and a first-k selection of as many words, a full-text TF-IDF logistic regression and the
+majority class; invrat/baselines.py):
+
+    invrat train DATA --out RUN --resume OPTIONS --seed S
+    invrat rationalize RUN DATA --split test --out RUN/test_results.jsonl --format results
+    invrat evaluate RUN/test_results.jsonl --gold DATA --run RUN --json RUN/test_scores.json
+
+    python benchmarks/bench_invrat_eraser_protocol.py [--protocol benchmarks/protocols/invrat_eraser.toml]
+        [--out runs/invrat-eraser-protocol] [--results DIR] [--table]
+
+A seed whose scores exist is not run again, and a killed training continues (``--resume``), so the
+same command continues an unfinished protocol. After every seed, ``<results>/<task>.json`` holds
+every finished seed (scores, baselines, kept epoch, commands, seconds, load), their mean and the
+protocol's reading rule applied to it; ``--table`` prints the docs' tables from those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rationale_commons.runtime import machine_info, write_json_atomic
+
+from common import BENCHMARKS, ERASER_TABLE3_MOVIES, REPO, RESULTS, SHARED_DATA
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: the numbers the table reports, for InvRat and for each selection baseline
+SELECTION_METRICS = ("token_f1", "token_p", "token_r", "iou_f1", "auprc")
+LABEL_METRICS = ("accuracy", "macro_f1")
+LABEL_MARGIN = 0.05  # "within 5 points of the full-text TF-IDF baseline"
+
+
+def shown(path: Path) -> str:
+    """A path as a user types it from the repository root."""
+    return os.path.relpath(path, REPO)
+
+
+def invrat(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``invrat ARGS`` (this interpreter's package) from the repository root; its command line,
+    wall seconds and the 1-minute load average before and after."""
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "invrat.cli", *args], cwd=REPO, env=env, check=True)
+    return {"command": shlex.join(["invrat", *args]), "seconds": round(time.perf_counter() - start, 1),
+            "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+def run_seed(data: Path, run: Path, options: list[str], seed: int, env: dict[str, str]) -> dict[str, Any]:
+    """Train (or continue), rationalize and evaluate one seed; the record of its three commands."""
+    results, scores = run / "test_results.jsonl", run / "test_scores.json"
+    steps = [
+        ["train", shown(data), "--out", shown(run), "--resume", *options, "--seed", str(seed)],
+        ["rationalize", shown(run), shown(data), "--split", "test", "--out", shown(results), "--format", "results"],
+        ["evaluate", shown(results), "--gold", shown(data), "--run", shown(run), "--json", shown(scores)],
+    ]
+    return {"steps": [invrat(step, env) for step in steps]}
+
+
+def seed_record(run: Path, steps: dict[str, Any]) -> dict[str, Any]:
+    """One finished seed: what the recipe chose, the kept epoch, every score and baseline."""
+    report = json.loads((run / "test_scores.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    selection = json.loads((run / "selection.json").read_text())
+    envs = json.loads((run / "envs.json").read_text())
+    return {
+        **steps,
+        "recipe": {"alpha": config["game"]["alpha"], "embedding": config["players"]["embedding"],
+                   "environments": envs["policy"], "env_player": envs["env_player"], "max_len": config["data"]["max_len"],
+                   "epochs": config["game"]["epochs"], "restarts": config["model_selection"]["restarts"]},
+        "kept": {"epoch": selection["epoch"], "dev_acc": selection["dev_acc"],
+                 "dev_selection_rate": selection["dev_selection_rate"]},
+        "train_seconds_all_epochs": round(sum(m["seconds"] for m in json.loads((run / "metrics.json").read_text())), 1),
+        "invrat": {k: report["summary"][k] for k in (*SELECTION_METRICS, *LABEL_METRICS) if k in report["summary"]},
+        "baselines": report["baselines"],
+        "n": report["n"],
+    }
+
+
+def mean_of(seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean over seeds of InvRat's numbers and of every baseline's."""
+    def avg(get: Any) -> float:
+        return round(statistics.fmean(get(s) for s in seeds), 4)
+
+    out: dict[str, Any] = {"invrat": {k: avg(lambda s, k=k: s["invrat"][k]) for k in seeds[0]["invrat"]}}
+    for name in ("random", "first_k"):
+        out[name] = {k: avg(lambda s, k=k, n=name: s["baselines"][n][k]) for k in SELECTION_METRICS}
+    for name in ("tfidf_logreg", "majority"):
+        out[name] = {k: avg(lambda s, k=k, n=name: s["baselines"][f"{n}_{k}"]) for k in LABEL_METRICS}
+    return out
+
+
+def reading(mean: dict[str, Any], task: str) -> dict[str, bool]:
+    """The protocol's reading rule applied to the seeds' mean."""
+    ours = mean["invrat"]
+    verdict = {f"{k}_above_random_and_first_k": ours[k] > max(mean["random"][k], mean["first_k"][k])
+               for k in ("token_f1", "auprc")}
+    verdict["accuracy_within_5_points_of_tfidf"] = ours["accuracy"] >= mean["tfidf_logreg"]["accuracy"] - LABEL_MARGIN
+    if task == "movies":
+        lei = ERASER_TABLE3_MOVIES["Lei et al. (2016), labels only"]
+        verdict |= {f"{k}_at_or_above_lei_label_only": ours[k] >= v for k, v in lei.items()}
+    return verdict
+
+
+def table(results: Path, tasks: list[str]) -> list[str]:
+    """The docs' tables, from the result files: the seeds' mean beside every baseline, then each seed."""
+    rows = ["| test split | metric | InvRat | random, as many words | first k words | full-text TF-IDF | majority class | reading |",
+            "|---|---|---|---|---|---|---|---|"]
+    seeds = ["| test split | seed | kept epoch (dev acc) | token F1 | AUPRC | IOU F1 | accuracy | macro F1 | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        if not (results / f"{task}.json").is_file():
+            continue
+        d = json.loads((results / f"{task}.json").read_text())
+        m = d["mean"]
+        name = f"{task} (seeds {', '.join(map(str, d['seeds_done']))})"
+        verdicts = {k: "above both" if d["reading"][f"{k}_above_random_and_first_k"] else "**loses**"
+                    for k in ("token_f1", "auprc")}
+        gap = 100 * (m["invrat"]["accuracy"] - m["tfidf_logreg"]["accuracy"])
+        verdicts["accuracy"] = f"{gap:+.1f} points vs TF-IDF" + (
+            "" if d["reading"]["accuracy_within_5_points_of_tfidf"] else ": **loses**")
+        for k in ("token_f1", "auprc", "iou_f1"):
+            rows.append(f"| {name} | {k} | {m['invrat'][k]:.3f} | {m['random'][k]:.3f} | {m['first_k'][k]:.3f} | | | "
+                        f"{verdicts.get(k, '')} |")
+            name = ""
+        for k in LABEL_METRICS:
+            rows.append(f"| | {k} | {m['invrat'][k]:.3f} | | | {m['tfidf_logreg'][k]:.3f} | {m['majority'][k]:.3f} | "
+                        f"{verdicts.get(k, '')} |")
+        for seed, r in d["seeds"].items():
+            i = r["invrat"]
+            seeds.append(f"| {task} | {seed} | {r['kept']['epoch']} ({r['kept']['dev_acc']:.3f}) | {i['token_f1']:.3f} | "
+                         f"{i['auprc']:.3f} | {i['iou_f1']:.3f} | {i['accuracy']:.3f} | {i['macro_f1']:.3f} | "
+                         f"{r['train_seconds_all_epochs']:.0f} |")
+    return [*rows, "", *seeds]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", type=Path, default=BENCHMARKS / "protocols" / "invrat_eraser.toml")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "invrat-eraser-protocol", help="run dirs: OUT/<task>/seed<S>")
+    parser.add_argument("--results", type=Path, default=RESULTS / "invrat_eraser_protocol")
+    parser.add_argument("--table", action="store_true", help="run nothing: print the tables of the result files")
+    args = parser.parse_args()
+    protocol = tomllib.loads(args.protocol.read_text(encoding="utf-8"))
+    if args.table:
+        print("\n".join(table(args.results, [d["name"] for d in protocol["datasets"]])))
+        return
+    env = {**os.environ, **protocol.get("env", {})}
+    records: dict[str, dict[str, Any]] = {d["name"]: {} for d in protocol["datasets"]}
+    for seed in protocol["seeds"]:  # seed 0 of every dataset before seed 1 of any
+        for dataset in protocol["datasets"]:
+            task, data = dataset["name"], SHARED_DATA / dataset["data"]
+            run = (args.out / task / f"seed{seed}").resolve()
+            steps_file = run / "protocol_steps.json"  # the commands' record, kept for a later invocation
+            if not (run / "test_scores.json").is_file():
+                print(f"== {task} seed {seed}", flush=True)
+                steps = run_seed(data, run, [*protocol["options"], *dataset["options"]], seed, env)
+                write_json_atomic(steps_file, steps)
+            records[task][str(seed)] = seed_record(run, json.loads(steps_file.read_text()))
+            write_task(args.results / f"{task}.json", task, records[task], protocol, args.protocol)
+
+
+def write_task(path: Path, task: str, seeds: dict[str, dict[str, Any]], protocol: dict[str, Any], protocol_path: Path) -> None:
+    mean = mean_of(list(seeds.values()))
+    write_json_atomic(path, {
+        "benchmark": f"invrat's recipe on ERASER {task} (test split), trained from labels only, under a fixed protocol",
+        "command": f"python benchmarks/bench_invrat_eraser_protocol.py --protocol {shown(protocol_path.resolve())}",
+        "protocol": {"file": shown(protocol_path.resolve()), "seeds": protocol["seeds"], "threads": protocol["threads"],
+                     "env": protocol.get("env", {})},
+        "seeds_done": sorted(int(s) for s in seeds),
+        "mean": mean,
+        "reading": reading(mean, task),
+        "reference": ERASER_TABLE3_MOVIES if task == "movies" else None,
+        "seeds": seeds,
+        "machine": machine_info("cpu") | {"threads": protocol["threads"]},
+    })
+    print(f"written {path} (seeds {sorted(seeds)})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
