@@ -69,7 +69,7 @@ def main() -> None:
         print(comparison_row(row))
 
     learned = [r for r in runs if (r["seed"], tuple(r["order"])) not in unlearned]
-    print(f"\nWithout the unlearned pairs ({len(pairs) - len(unlearned & pairs)} pairs):\n")
+    print(f"\nWithout the unlearned pairs ({len(pairs - unlearned)} pairs):\n")
     print("| comparison | metric | pairs | mean difference | 95% CI | wins / losses / ties | sign test p |")
     print("|---|---|---|---|---|---|---|")
     for method, reference in PRIMARY:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import gc
 import logging
-import math
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -49,7 +48,7 @@ from rational_lamol.freezing import Freezer, FreezeSpec
 from rational_lamol.methods import LamolMethod, Learned
 from rational_lamol.stage import Stage
 from rational_lamol.tasks import TrainSequence
-from rational_lamol.trainer import TrainingCallback, schedule_steps
+from rational_lamol.trainer import TrainingCallback, schedule_steps, steps_for_share
 from rationale_commons.runtime import read_json
 
 log = logging.getLogger("rational_lamol")
@@ -197,7 +196,7 @@ class RationalMethod(FreezingMethod):
         sequences = [*stage.train_sequences(), *replayed]
         total = schedule_steps(len(sequences), stage.training, stage.accelerator.num_processes)
         curve = ProbeCurve(lambda probe_now: self.identify(stage, model, probe_now, prev_task)[0],
-                           {share: max(1, math.ceil(share * total)) for share in o.probe_curve})
+                           {share: steps_for_share(share, total) for share in o.probe_curve})
         probe_stats = self.fit(stage, probe, sequences, stream="probe", callbacks=[*callbacks, curve],
                                step_share=o.probe_share)
 
@@ -295,7 +294,7 @@ class ProbeCurve:
 def choice_agreement(a: FreezeSpec, b: FreezeSpec, level: str) -> dict[str, Any]:
     """How far two CCI choices agree: components in common (``overlap``) out of the first's
     ``size``, and their Jaccard index (1.0 for two empty choices)."""
-    first, second = (set(map(tuple, spec_to_components(x, "head"))) if level == "head" else set(x.blocks) for x in (a, b))
+    first, second = (set(x.heads) if level == "head" else set(x.blocks) for x in (a, b))
     union = first | second
     return {"size": len(first), "overlap": len(first & second),
             "jaccard": round(len(first & second) / len(union), 4) if union else 1.0, "same": first == second}

@@ -158,10 +158,10 @@ class RationaleProvider:
         kind = source or source_kind(self.tasks[task_name].config.rationales)
         key = (task_name, split, kind)
         if key not in self._cache:
-            self._cache[key] = self._load(task_name, split, kind, samples=source is None)
+            self._cache[key] = self._load(task_name, split, kind, record_samples=source is None)
         return self._cache[key]
 
-    def _load(self, task_name: str, split: str, kind: str, *, samples: bool) -> tuple[list[Example], dict[str, Any]]:
+    def _load(self, task_name: str, split: str, kind: str, *, record_samples: bool) -> tuple[list[Example], dict[str, Any]]:
         task = self.tasks[task_name]
         if not task.splits[split]:
             raise DataError(f"task {task_name!r} has no {split!r} examples for CCI; set the method option 'split'")
@@ -182,7 +182,7 @@ class RationaleProvider:
             examples = list(task.splits[split])
             info = {"task": task_name, "source": kind if kind == HUMAN else task.config.rationales, "split": split}
         info["n_with_rationale"] = sum(ex.rationale is not None and any(ex.rationale) for ex in examples)
-        if main and samples:
+        if main and record_samples:
             path = self.out_dir / SAMPLES_FILE
             samples = read_json(path) if path.is_file() else []
             samples = [s for s in samples if s.get("task") != task_name] + rationale_samples(task, examples)

@@ -110,6 +110,11 @@ def schedule_steps(n_sequences: int, config: TrainingConfig, world: int = 1) -> 
     return math.ceil(n_sequences / (per_proc * world) / config.grad_accum) * config.epochs
 
 
+def steps_for_share(share: float, total: int) -> int:
+    """The optimizer steps a run stopped at ``share`` of a ``total``-step schedule takes (at least one)."""
+    return max(1, math.ceil(share * total))
+
+
 def train_task(
     model,
     tokenizer,
@@ -146,7 +151,7 @@ def train_task(
     per_proc = max(1, config.batch_size // world)
     n = len(train_sequences)
     total = schedule_steps(n, config, world)
-    stop = max(1, math.ceil(step_share * total))
+    stop = steps_for_share(step_share, total)
     warmup = int(config.warmup * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total, warmup))
     wrapped, optimizer = accelerator.prepare(model, optimizer)
