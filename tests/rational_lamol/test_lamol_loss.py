@@ -35,3 +35,42 @@ def test_token_loss_only_counts_targets():
     logits2 = logits.clone()
     logits2[0, 0] += 100
     assert torch.allclose(token_loss(logits2, labels), expected)
+
+
+def _sliced_loss(logits, labels, weights=None):
+    """The loss as it was computed before (logits sliced and copied): the reference of bit-equality."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    ce = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
+    )
+    valid = (labels.reshape(-1) != IGNORE).float()
+    w = valid if weights is None else valid * weights[:, 1:].reshape(-1)
+    return (ce * w).sum() / w.sum().clamp_min(1e-8)
+
+
+def test_lamol_loss_equals_the_sliced_form_bit_for_bit():
+    """Shifting the labels instead of slicing the logits changes no loss value and no gradient."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from rational_lamol.lamol import lamol_loss
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=97, n_positions=16)).eval()  # no dropout
+    g = torch.Generator().manual_seed(1)
+    seqs = [TrainSequence(torch.randint(5, 97, (n,), generator=g).tolist(), n - 3, gen_id=2, task="a")
+            for n in (9, 12, 7)]
+    batch = collate(seqs, pad_id=0, ans_weight=5.0)
+
+    loss, _ = lamol_loss(model, batch, lm_lambda=0.25)
+    loss.backward()
+    ours = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logits = model(input_ids=torch.cat([batch.qa_ids, batch.lm_ids]),
+                   attention_mask=torch.cat([batch.qa_mask, batch.lm_mask])).logits
+    b = len(seqs)
+    reference = _sliced_loss(logits[:b], batch.qa_labels, batch.qa_weights) + 0.25 * _sliced_loss(
+        logits[b:], batch.lm_labels
+    )
+    reference.backward()
+    assert torch.equal(loss, reference)
+    assert all(torch.equal(a, p.grad) for a, p in zip(ours, model.parameters(), strict=True))

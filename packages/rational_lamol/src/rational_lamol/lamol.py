@@ -72,25 +72,46 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int, *, ans_weight: float = 1
     )
 
 
+def position_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy at every position, ``(B, T)``: logits (B, T, V) at position t against
+    ``labels[:, t + 1]`` (0 at the last position and at IGNORE targets).
+
+    The labels are shifted, not the logits: slicing ``logits[:, :-1]`` copies (B, T-1, V) and its
+    backward fills another (B, T, V) of zeros (about a tenth of a training step at GPT-2's
+    vocabulary). Each position's loss is computed on its own row, so the values are those of the
+    sliced form bit for bit.
+    """
+    B, T, V = logits.shape
+    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE)  # (B, T)
+    ce = F.cross_entropy(logits.float().reshape(B * T, V), shifted.reshape(-1), ignore_index=IGNORE, reduction="none")
+    return ce.view(B, T)
+
+
+def weighted_mean(losses: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted mean of :func:`position_losses` over the targets that are not IGNORE.
+
+    labels (B, T) are aligned with the inputs, weights (B, T) with the labels.
+    """
+    ce = losses[:, :-1].reshape(-1)  # (B * (T-1),) the positions that have a next token
+    valid = (labels[:, 1:].reshape(-1) != IGNORE).float()
+    w = valid if weights is None else valid * weights[:, 1:].reshape(-1)
+    return (ce * w).sum() / w.sum().clamp_min(1e-8)
+
+
 def token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Weighted mean next-token cross-entropy over the targets that are not IGNORE.
 
     logits (B, T, V) predict position t+1 from position t; labels (B, T) are aligned with the
     inputs (the shift happens here), weights (B, T) aligned with labels.
     """
-    logits = logits[:, :-1].float()  # (B, T-1, V)
-    labels = labels[:, 1:]  # (B, T-1)
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="none")
-    valid = (labels.reshape(-1) != IGNORE).float()
-    w = valid if weights is None else valid * weights[:, 1:].reshape(-1)
-    return (ce * w).sum() / w.sum().clamp_min(1e-8)
+    return weighted_mean(position_losses(logits, labels), labels, weights)
 
 
 def lamol_loss(model, batch: LamolBatch, lm_lambda: float) -> tuple[torch.Tensor, dict[str, float]]:
     """``L = L_QA + lm_lambda * L_LM`` on one batch.
 
     QA and LM rows go through the model as one forward of 2B rows (one graph: simple under
-    DistributedDataParallel); the LM rows are skipped when ``lm_lambda`` is 0.
+    DistributedDataParallel) and one cross-entropy; the LM rows are skipped when ``lm_lambda`` is 0.
     """
     if lm_lambda == 0:
         qa_logits = model(input_ids=batch.qa_ids, attention_mask=batch.qa_mask).logits
@@ -100,7 +121,8 @@ def lamol_loss(model, batch: LamolBatch, lm_lambda: float) -> tuple[torch.Tensor
     logits = model(
         input_ids=torch.cat([batch.qa_ids, batch.lm_ids]), attention_mask=torch.cat([batch.qa_mask, batch.lm_mask])
     ).logits  # (2B, T, V)
-    loss_qa = token_loss(logits[:b], batch.qa_labels, batch.qa_weights)
-    loss_lm = token_loss(logits[b:], batch.lm_labels)
+    losses = position_losses(logits, torch.cat([batch.qa_labels, batch.lm_labels]))  # (2B, T)
+    loss_qa = weighted_mean(losses[:b], batch.qa_labels, batch.qa_weights)
+    loss_lm = weighted_mean(losses[b:], batch.lm_labels)
     loss = loss_qa + lm_lambda * loss_lm
     return loss, {"qa": float(loss_qa.detach()), "lm": float(loss_lm.detach())}
