@@ -45,8 +45,6 @@ def bench_generation(model, *, n: int, window: int, batch: int, device: str) -> 
     out = {}
     for name, fn in (("kv_cache_batched", sample_with_cache), ("no_cache_loop", sample_without_cache)):
         kwargs = dict(max_length=window, eos_id=1, top_k=20, temperature=1.0, batch_size=batch, generator_seed=0)
-        if fn is sample_with_cache:
-            kwargs["pad_id"] = 0
         fn(model, 2, min(n, batch), **{**kwargs, "max_length": 8})  # warm-up
         if device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -8,9 +8,15 @@ import logging
 import random
 
 import pytest
+import torch
 
 from rational_lamol.config import TaskConfig
-from rational_lamol.pseudo import parse_pseudo_sample
+from rational_lamol.pseudo import (
+    parse_pseudo_sample,
+    sample_top_k,
+    sample_with_cache,
+    sample_without_cache,
+)
 from rational_lamol.pseudo_quality import (
     MALFORMED,
     SampleProfile,
@@ -258,3 +264,37 @@ def test_report_pools_stages_over_runs(tmp_path):
         "50% well-formed of 8 (degenerate 50%)"]
     table = pseudo_quality_table(summary)
     assert table.row_count == 2 and table.columns[6]._cells[0] == "50%"  # well-formed, lamol
+
+
+def _eos_prone_gpt2(eos_id: int):
+    """A tiny random GPT-2 whose EOS row is scaled up, so that samples stop at varied lengths."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=300, n_positions=64)).eval()
+    with torch.no_grad():
+        model.transformer.wte.weight[eos_id] *= 6
+    return model
+
+
+def test_rows_leaving_the_batch_change_no_other_sample():
+    """The cached sampler drops a row at EOS; the plain loop keeps every row to the end. Each row
+    draws its own uniforms, so both give the same samples, of varied lengths."""
+    model = _eos_prone_gpt2(eos_id=7)
+    kw = dict(max_length=40, eos_id=7, top_k=20, temperature=1.0, batch_size=8, generator_seed=3)
+    cached = sample_with_cache(model, 2, 12, **kw)
+    assert cached == sample_without_cache(model, 2, 12, **kw)
+    assert len({len(row) for row in cached}) > 2  # rows left the batch at different steps
+    assert all(row[-1] == 7 or len(row) == 39 for row in cached)  # at EOS or at the window
+    assert cached == sample_with_cache(model, 2, 12, **kw)  # the seed alone decides
+
+
+def test_sample_top_k_inverts_the_cdf_of_the_k_largest_logits():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0, -5.0]])
+    probs = torch.tensor([3.0, 2.0, 1.0]).softmax(-1)  # tokens 1, 3, 2: the 3 largest, in order
+    edges = probs.cumsum(-1)
+    for u, token in ((0.0, 1), (float(edges[0]) - 1e-4, 1), (float(edges[0]) + 1e-4, 3),
+                     (float(edges[1]) + 1e-4, 2), (0.9999, 2)):
+        assert int(sample_top_k(logits, torch.tensor([u]), 3, 1.0)) == token
+    # top_k 0: the whole vocabulary; the least likely token is reachable at the top of the CDF
+    assert int(sample_top_k(logits, torch.tensor([0.999999]), 0, 1.0)) == 4

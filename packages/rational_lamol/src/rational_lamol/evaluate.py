@@ -7,22 +7,13 @@ follow the attention mask so padding does not shift positions (GPT-2 and Llama a
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import torch
 
 from rational_lamol.answers import normalize_answer
+from rational_lamol.modeling import cache_names
 from rational_lamol.tasks import SpecialIds, TaskData
-
-
-def _cache_names(model) -> tuple[str, str, dict]:
-    """(forward argument, output field) of the KV cache, and the extra kwargs that keep only the
-    last position's logits: transformers 5 renamed ``past_key_values`` to ``cache``."""
-    params = inspect.signature(model.forward).parameters
-    arg = "cache" if "cache" in params else "past_key_values"
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-    return arg, arg, keep
 
 
 @torch.no_grad()
@@ -35,7 +26,7 @@ def greedy_decode(
     results: list[list[int]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
-    cache_arg, cache_out, keep = _cache_names(model)
+    cache_arg, keep = cache_names(model)
     for b0 in range(0, len(order), batch_size):
         idx = order[b0 : b0 + batch_size]
         width = max(len(prompts[i]) for i in idx)
@@ -43,7 +34,7 @@ def greedy_decode(
         mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx], device=device)
         pos = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T)
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
-        past = getattr(out, cache_out)
+        past = getattr(out, cache_arg)
         nxt = out.logits[:, -1].argmax(-1)  # (B,)
         gen = [nxt]
         done = nxt == eos_id
@@ -55,7 +46,7 @@ def greedy_decode(
             last_pos = last_pos + 1
             out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last_pos[:, None],
                         use_cache=True, **{cache_arg: past}, **keep)
-            past = getattr(out, cache_out)
+            past = getattr(out, cache_arg)
             nxt = out.logits[:, -1].argmax(-1)
             gen.append(nxt)
             done |= nxt == eos_id

@@ -8,6 +8,7 @@ and the embeddings resized to match.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,14 @@ from rationale_commons.runtime import atomic_dir
 log = logging.getLogger(__name__)
 
 SCRATCH_EOS = "<|endoftext|>"
+
+
+def cache_names(model) -> tuple[str, dict]:
+    """The KV cache's name, as a forward argument and an output field (transformers 5 renamed
+    ``past_key_values`` to ``cache``), and the kwargs that keep only the last position's logits."""
+    params = inspect.signature(model.forward).parameters
+    name = "cache" if "cache" in params else "past_key_values"
+    return name, ({"logits_to_keep": 1} if "logits_to_keep" in params else {})
 
 
 def train_scratch_tokenizer(texts: Iterable[str], *, vocab_size: int, special_tokens: Sequence[str]):

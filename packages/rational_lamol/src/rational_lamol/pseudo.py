@@ -2,7 +2,7 @@
 (docs/algorithms.md §1).
 
 Sampling is batched (every row starts from the same GEN token, so no padding) with top-k,
-temperature 1, and the KV cache (``model.generate``), until EOS or the window. A sample is kept
+temperature 1 and the KV cache, until EOS or the window; a finished row leaves the batch. A sample is kept
 only if it holds exactly one ``__ans__`` with a non-empty question before it and a non-empty
 answer after it, and no other special token; :class:`PseudoReport` counts what was kept and
 each sample's verdict (:mod:`rational_lamol.pseudo_quality`).
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rational_lamol.modeling import cache_names
 from rational_lamol.pseudo_quality import (
     SampleProfile,
     classify_pseudo_sample,
@@ -79,38 +80,70 @@ class PseudoReport:
 
 @torch.no_grad()
 def sample_with_cache(
-    model, start_id: int, n: int, *, max_length: int, eos_id: int, pad_id: int, top_k: int, temperature: float,
+    model, start_id: int, n: int, *, max_length: int, eos_id: int, top_k: int, temperature: float,
     batch_size: int, generator_seed: int,
 ) -> list[list[int]]:
-    """``n`` samples of at most ``max_length`` tokens (GEN included) via ``model.generate``."""
+    """``n`` samples of at most ``max_length`` tokens (GEN included; GEN not returned, EOS kept)."""
     device = next(model.parameters()).device
     out: list[list[int]] = []
     with random_stream(generator_seed):
         for b0 in range(0, n, batch_size):
             out += _sample_batch(model, start_id, min(batch_size, n - b0), device, max_length=max_length,
-                                 eos_id=eos_id, pad_id=pad_id, top_k=top_k, temperature=temperature)
+                                 eos_id=eos_id, top_k=top_k, temperature=temperature)
     return out
 
 
+def sample_top_k(logits: torch.Tensor, uniforms: torch.Tensor, top_k: int, temperature: float) -> torch.Tensor:
+    """One token per row of ``logits`` (B, V) from the softmax of its ``top_k`` largest logits / T
+    (``top_k`` 0: the whole vocabulary), by inverting the CDF at ``uniforms`` (B,) in [0, 1).
+
+    Only k values per row are normalized and summed (``multinomial`` over a vocabulary-wide
+    softmax did the same draw at V / k times the cost). Exactly k tokens are kept: a logit tied
+    with the k-th largest is left out where the top-k filter of ``generate`` kept it.
+    """
+    logits = logits.float() / temperature
+    if 0 < top_k < logits.shape[-1]:
+        values, index = logits.topk(top_k, dim=-1)
+    else:
+        values, index = logits.sort(dim=-1, descending=True)
+    cdf = values.softmax(dim=-1).cumsum(dim=-1)  # (B, k)
+    pick = (cdf < uniforms[:, None] * cdf[:, -1:]).sum(dim=-1).clamp(max=values.shape[-1] - 1)
+    return index.gather(-1, pick[:, None]).squeeze(-1)
+
+
 def _sample_batch(
-    model, start_id: int, rows: int, device, *, max_length: int, eos_id: int, pad_id: int, top_k: int,
-    temperature: float,
+    model, start_id: int, rows: int, device, *, max_length: int, eos_id: int, top_k: int, temperature: float,
 ) -> list[list[int]]:
-    """``rows`` samples from torch's global generator (seeded by the caller)."""
-    start = torch.full((rows, 1), start_id, dtype=torch.long, device=device)
-    seqs = model.generate(
-        input_ids=start,
-        attention_mask=torch.ones_like(start),
-        do_sample=True,
-        top_k=top_k if top_k > 0 else None,
-        top_p=None,
-        temperature=temperature,
-        max_length=max_length,
-        eos_token_id=eos_id,
-        pad_token_id=pad_id,
-        use_cache=True,
-    )
-    return [_cut(row, eos_id) for row in seqs[:, 1:].tolist()]
+    """``rows`` samples from torch's global CPU generator (seeded by the caller), with the KV cache.
+
+    Every row draws one uniform per step, running or not, so a row's draws do not depend on when
+    the others stop; a row that emits EOS leaves the batch (and the cache) at once, so the work
+    follows the tokens still being generated. All rows start from the same token, so the batch
+    has no padding: the attention mask is all ones and positions follow the cache.
+    """
+    from transformers import DynamicCache
+
+    cache_arg, keep = cache_names(model)
+    cache = DynamicCache()
+    running = torch.arange(rows)  # the rows still generating, by their index in the batch
+    tokens = torch.full((rows,), start_id, dtype=torch.long)
+    out: list[list[int]] = [[] for _ in range(rows)]
+    for step in range(max_length - 1):
+        mask = torch.ones((len(running), step + 1), dtype=torch.long, device=device)  # no padding anywhere
+        logits = model(input_ids=tokens[:, None].to(device), attention_mask=mask, use_cache=True,
+                       **{cache_arg: cache}, **keep).logits
+        uniforms = torch.rand(rows)[running]
+        tokens = sample_top_k(logits[:, -1], uniforms.to(device), top_k, temperature).cpu()
+        for row, token in zip(running.tolist(), tokens.tolist(), strict=True):
+            out[row].append(token)
+        running_on = tokens != eos_id
+        if not bool(running_on.any()):
+            break
+        if not bool(running_on.all()):
+            kept = running_on.nonzero().squeeze(-1)
+            cache.batch_select_indices(kept.to(device))
+            running, tokens = running[kept], tokens[kept]
+    return out
 
 
 @torch.no_grad()
@@ -119,26 +152,21 @@ def sample_without_cache(
     batch_size: int, generator_seed: int,
 ) -> list[list[int]]:
     """The plain token-by-token loop (full forward every step, no KV cache): the benchmark's
-    baseline. Same sampling rule as :func:`sample_with_cache`."""
+    baseline. Same sampling rule and draws as :func:`sample_with_cache`."""
     device = next(model.parameters()).device
-    gen = torch.Generator(device="cpu").manual_seed(generator_seed)
     out: list[list[int]] = []
-    for b0 in range(0, n, batch_size):
-        rows = min(batch_size, n - b0)
-        seqs = torch.full((rows, 1), start_id, dtype=torch.long, device=device)
-        done = torch.zeros(rows, dtype=torch.bool, device=device)
-        while seqs.shape[1] < max_length and not bool(done.all()):
-            logits = model(input_ids=seqs, use_cache=False).logits[:, -1].float() / temperature  # (B, V)
-            if top_k > 0:
-                kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = torch.softmax(logits, dim=-1).cpu()
-            nxt = torch.multinomial(probs, 1, generator=gen).to(device)  # (B, 1)
-            nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
-            seqs = torch.cat([seqs, nxt], dim=1)
-            done |= nxt[:, 0] == eos_id
-        for row in seqs[:, 1:].tolist():
-            out.append(_cut(row, eos_id))
+    with random_stream(generator_seed):
+        for b0 in range(0, n, batch_size):
+            rows = min(batch_size, n - b0)
+            seqs = torch.full((rows, 1), start_id, dtype=torch.long, device=device)
+            done = torch.zeros(rows, dtype=torch.bool, device=device)
+            while seqs.shape[1] < max_length and not bool(done.all()):
+                logits = model(input_ids=seqs, use_cache=False).logits[:, -1]
+                nxt = sample_top_k(logits, torch.rand(rows).to(device), top_k, temperature)
+                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+                seqs = torch.cat([seqs, nxt[:, None]], dim=1)
+                done |= nxt == eos_id
+            out += [_cut(row, eos_id) for row in seqs[:, 1:].tolist()]
     return out
 
 
@@ -197,13 +225,13 @@ def generate_pseudo_samples(
                      for r in range(accelerator.num_processes)]
             mine = share[accelerator.process_index]
             rows = sample_with_cache(model, gen_id, mine, max_length=max_length, eos_id=ids_map.eos,
-                                     pad_id=ids_map.pad, top_k=top_k, temperature=temperature,
+                                     top_k=top_k, temperature=temperature,
                                      batch_size=batch_size, generator_seed=_task_seed(seed, k, accelerator.process_index))
             from accelerate.utils import gather_object
 
             rows = gather_object(rows)
         else:
-            rows = sample_with_cache(model, gen_id, n, max_length=max_length, eos_id=ids_map.eos, pad_id=ids_map.pad,
+            rows = sample_with_cache(model, gen_id, n, max_length=max_length, eos_id=ids_map.eos,
                                      top_k=top_k, temperature=temperature, batch_size=batch_size,
                                      generator_seed=_task_seed(seed, k))
         kept = 0
