@@ -22,7 +22,6 @@ thread count and the load average at start and end (``--note``: e.g. what else w
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import platform
 import time
@@ -34,26 +33,17 @@ import torch
 from rational_lamol import cci
 from rational_lamol.adapters import adapter_for
 
-from common import command_line, load_oracle, rationale_spans, result_path, timed, write_result
+from common import (
+    command_line,
+    gpt2_pair,
+    load_oracle,
+    rationale_spans,
+    result_path,
+    timed,
+    write_result,
+)
 
 official = load_oracle("cci_official")
-
-
-def gpt2_pair(n_layer: int, n_head: int, n_embd: int, vocab: int, n_positions: int, seed: int):
-    """A random GPT-2 (eager attention) and a copy with every weight perturbed by 50 % of its std."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    config = GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab,
-                        n_positions=n_positions, bos_token_id=0, eos_token_id=0,
-                        attn_implementation="eager")
-    old = GPT2LMHeadModel(config).eval()
-    new = copy.deepcopy(old)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in new.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.5 * p.std().clamp(min=1e-3))
-    return old, new
 
 
 def full_forward(model, ids: torch.Tensor) -> torch.Tensor:

@@ -110,3 +110,23 @@ def rationale_spans(D: int, rng: np.random.Generator) -> torch.Tensor:
         start = int(rng.integers(0, D - length + 1))
         gt[start : start + length] = True
     return gt
+
+
+def gpt2_pair(n_layer: int, n_head: int, n_embd: int, vocab: int, n_positions: int, seed: int):
+    """A random GPT-2 (eager attention) and a copy with every weight perturbed by 50 % of its std."""
+    import copy
+
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab,
+                        n_positions=n_positions, bos_token_id=0, eos_token_id=0,
+                        attn_implementation="eager")
+    old = GPT2LMHeadModel(config).eval()
+    new = copy.deepcopy(old)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in new.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.5 * p.std().clamp(min=1e-3))
+    return old, new
