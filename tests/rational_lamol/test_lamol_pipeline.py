@@ -67,6 +67,18 @@ def test_tiny_end_to_end_and_contract(tmp_path, tiny_config):
     replayed = [json.loads(line) for line in (out / lam["dir"] / "2_topic" / "pseudo_samples.jsonl").read_text().splitlines()]
     assert len(replayed) == sum(lam["stages"][1]["pseudo"]["kept"].values())
     assert all("__ans__" in r["text"] for r in replayed)
+    # the labels' own baselines, on the same training and test examples, reach the report
+    baselines = json.loads((out / "task_baselines.json").read_text())
+    assert set(baselines) == {"sentiment", "topic"}
+    assert all(b["n_train"] == 12 and b["n_test"] == 6 and 0 <= b["majority"] <= 100 and 0 <= b["tfidf_logreg"] <= 100
+               for b in baselines.values())
+    from rational_lamol.report import write_report
+
+    write_report([out], out / "report.html")
+    rows = {r["task"]: r for r in json.loads((out / "report.json").read_text())["task_baselines"]}
+    assert rows["topic"]["majority"] == baselines["topic"]["majority"]
+    assert rows["sentiment"]["final_accuracy"]["lamol"] == lam["score_matrix"][-1][0]
+    assert "label baselines" in (out / "report.html").read_text()
 
 
 @pytest.mark.slow

@@ -129,6 +129,8 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
         rationale_agreement,
         rationale_agreement_table,
         summarize,
+        task_baseline_rows,
+        task_baselines_table,
         write_report,
     )
 
@@ -146,6 +148,9 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
     agreement = rationale_agreement(runs)
     if agreement:
         console.print(rationale_agreement_table(agreement))
+    baselines = task_baseline_rows(runs)
+    if baselines:
+        console.print(task_baselines_table(baselines))
     path = write_report(run_dirs, out_html)
     typer.echo(f"report: {path}")
     return path

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from rational_lamol import task_baselines
 from rational_lamol.config import ExperimentConfig, parse_config
 from rational_lamol.evaluate import evaluate_task
 from rational_lamol.methods import Learned, Method
@@ -178,6 +179,9 @@ class Session:
             with atomic_dir(self.shared_dir / "tokenizer") as tmp:
                 self.tokenizer.save_pretrained(str(tmp))
         write_json_atomic(self.out_dir / "config.json", json.loads(self.config.model_dump_json()))
+        baselines_path = self.out_dir / task_baselines.FILE_NAME
+        if not baselines_path.exists():  # seconds: a TF-IDF model per task
+            write_json_atomic(baselines_path, task_baselines.task_baselines(self.tasks))
 
     @property
     def shared_dir(self) -> Path:

@@ -278,6 +278,42 @@ def rationale_agreement_table(rows: Sequence[dict[str, Any]]) -> Any:
     return table
 
 
+def task_baseline_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Per task: the label baselines of its run dir (``task_baselines.json``, the first run dir that
+    has one) and each method's mean final accuracy on it (after the last task of the order)."""
+    from rational_lamol.task_baselines import FILE_NAME
+
+    baselines: dict[str, dict[str, Any]] = {}
+    for root in dict.fromkeys(run.root for run in runs):
+        if (root / FILE_NAME).is_file():
+            for task, row in read_json(root / FILE_NAME).items():
+                baselines.setdefault(task, row)
+    finals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for run in runs:
+        order, matrix = run.record.get("order") or [], run.record.get("score_matrix") or []
+        if matrix:
+            for task, score in zip(order, matrix[-1], strict=False):
+                finals[(task, run.method)].append(float(score))
+    methods = list(dict.fromkeys(run.method for run in runs))
+    return [{"task": task, **row,
+             "final_accuracy": {m: round(statistics.fmean(finals[(task, m)]), 2) for m in methods if finals[(task, m)]}}
+            for task, row in baselines.items()]
+
+
+def task_baselines_table(rows: Sequence[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    methods = list(dict.fromkeys(m for row in rows for m in row["final_accuracy"]))
+    table = Table(title="Per task: test accuracy of the labels alone (majority, TF-IDF) and each method's final accuracy (mean)")
+    for name in ("task", "train", "test", "majority", "TF-IDF LR", *methods):
+        table.add_column(name, justify="left" if name == "task" else "right")
+    for row in rows:
+        finals = [f"{row['final_accuracy'][m]:.1f}" if m in row["final_accuracy"] else "—" for m in methods]
+        table.add_row(row["task"], str(row["n_train"]), str(row["n_test"]), f"{row['majority']:.1f}",
+                      f"{row['tfidf_logreg']:.1f}", *finals)
+    return table
+
+
 # ---------------------------------------------------------------- figures
 
 
@@ -418,6 +454,21 @@ def _comparisons_html(rows: Sequence[dict[str, Any]]) -> str:
     return f"<h2>Paired differences</h2><table><tr>{head}</tr>{body}</table>{note}"
 
 
+def _task_baselines_html(rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    methods = list(dict.fromkeys(m for row in rows for m in row["final_accuracy"]))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ("task", "train", "test", "majority", "TF-IDF LR", *methods))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            row["task"], row["n_train"], row["n_test"], f"{row['majority']:.1f}", f"{row['tfidf_logreg']:.1f}",
+            *(f"{row['final_accuracy'][m]:.1f}" if m in row["final_accuracy"] else "—" for m in methods))) + "</tr>"
+        for row in rows)
+    return ("<h2>Tasks against their label baselines</h2><p>Test accuracy (%) of the majority training label and "
+            "of a TF-IDF logistic regression on the same examples, beside each method's mean final accuracy.</p>"
+            f"<table><tr>{head}</tr>{body}</table>")
+
+
 def _pseudo_quality_html(summary: Sequence[dict[str, Any]]) -> str:
     if not summary:
         return ""
@@ -436,7 +487,8 @@ def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") ->
     rows = summarize(runs)
     sections = [f"<h1>{html.escape(title)}</h1>", "<h2>Comparison</h2>", _summary_html(rows),
                 _comparisons_html(paired_comparisons(runs)),
-                _pseudo_quality_html(pseudo_quality_summary(pseudo_quality_rows(runs)))]
+                _pseudo_quality_html(pseudo_quality_summary(pseudo_quality_rows(runs))),
+                _task_baselines_html(task_baseline_rows(runs))]
     sections.append("<h2>Score matrices</h2><div class='figs'>")
     sections += [f"<img src='{score_matrix_uri(run)}'>" for run in runs]
     sections.append("</div>")
@@ -469,7 +521,7 @@ def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") ->
 def write_report(run_dirs: Sequence[str | Path], out_html: str | Path) -> Path:
     """Build the HTML report of one or more run dirs (aggregating them) and write it atomically,
     with its numbers (summary rows, paired comparisons, pseudo-sample quality, agreement of CCI's
-    choices across rationale sources) in a JSON file
+    choices across rationale sources, per-task label baselines) in a JSON file
     beside it."""
     runs = load_runs(run_dirs)
     if not runs:
@@ -484,6 +536,7 @@ def write_report(run_dirs: Sequence[str | Path], out_html: str | Path) -> Path:
         "pseudo_quality": {"stages": quality_rows, "summary": quality_summary,
                            "warnings": pseudo_quality_warnings(quality_summary)},
         "rationale_agreement": rationale_agreement(runs),
+        "task_baselines": task_baseline_rows(runs),
     })
     page = render_html(runs)
     with atomic_file(out_html) as tmp:
