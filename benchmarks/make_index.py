@@ -51,6 +51,14 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                  "bench_cci_ties.py", "docs/results/lamol_protocol.md"),
     "cheap_probe": ("a probe stopped early vs the full probe: same choice per share of its steps, cost vs lamol",
                     "bench_cheap_probe.py", "docs/results/lamol_protocol.md"),
+    "cci_transition": ("one transition's CCI end to end at GPT-2-small scale (forwards, scores, votes), "
+                       "extrapolated to 200 examples", "bench_cci_transition.py", "docs/results/throughput.md"),
+    "generation": ("pseudo-sample generation: ours vs the official LAMOL sampler, interleaved, tokens/s",
+                   "bench_generation.py", "docs/results/throughput.md"),
+    "training_overhead": ("train_task vs a minimal PyTorch loop on the same model, batches and AdamW: positions/s, "
+                          "overhead, share of the matmul rate", "bench_training_overhead.py", "docs/results/throughput.md"),
+    "task_baselines": ("what a config's tasks' labels alone give on their test splits: majority class, TF-IDF "
+                       "logistic regression", "bench_task_baselines.py", "docs/results/lamol_protocol.md"),
 }
 
 # The recorded commands name the machine's own paths; the index shows them from the repository root.
@@ -180,6 +188,19 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "cci_ties": lambda d: (f"{d['tied']} of {d['examples']} examples tied at their lowest block score, "
                            f"{d['tied_at_1']} of them at 1.0"),
     "cheap_probe": lambda d: f"{d['runs']} runs; default share by the rule: {d['default_share_by_the_rule']}",
+    "cci_transition": lambda d: "; ".join(
+        f"{level}: {row['s_per_example']:.2f} s/example ({100 * row['forward_share']:.0f}% forward), "
+        f"{row['transition_of_200_minutes']} min per 200-example transition" for level, row in d["levels"].items()
+    ) + f" ({d['doc_tokens']} tokens, {d['environment']['torch_threads']} thread(s))",
+    "generation": lambda d: "; ".join(f"{r['size']}, window {r['window']}: {r['ours_over_official']}x the official "
+                                      f"sampler ({r['ours_tokens_per_second']:,.0f} vs "
+                                      f"{r['official_tokens_per_second']:,.0f} tok/s)" for r in d["runs"]),
+    "training_overhead": lambda d: (f"minimal loop / ours {d['ours_overhead']}x ({d['ours_positions_per_second']:,.1f} vs "
+                                    f"{d['minimal_positions_per_second']:,.1f} positions/s); ours at "
+                                    f"{100 * d['ours_share_of_matmul_rate']:.0f}% of the matmul rate "
+                                    f"({d['model']['n_layer']}L d{d['model']['n_embd']})"),
+    "task_baselines": lambda d: "; ".join(f"{task}: majority {row['majority']:.1f}%, TF-IDF {row['tfidf_logreg']:.1f}%"
+                                          for task, row in d["tasks"].items()),
 }
 
 
