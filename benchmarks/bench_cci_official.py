@@ -5,7 +5,7 @@ The official side is ``tests/oracles/cci_official.py``: the per-example numpy al
 documented fixes applied so that both compute the same scores (see that file). Both read the same
 cropped attention maps of a randomly initialised GPT-2 (GPT-2-small shape by default: 12 blocks,
 12 heads, d_model 768, vocabulary 50,257) pair, old and perturbed new. For each document length
-(128 / 512 / 1,024 tokens) and example, interleaved: our lean forward (``attention_maps``: the base
+(128 / 512 / 1,024 tokens) and example, interleaved: our lean forward (``attention_blocks``: the base
 transformer, no LM head) of both models, the full forward with the LM head (first example only),
 then block- and head-level scores, ours and official. Reported per size and level: official and
 our s/example, their ratio, and our arithmetic's share of the lean forward; scores agree to 1e-12
@@ -75,22 +75,22 @@ def bench_size(old, new, D: int, n_examples: int, n_extra: int, top_k: int, voca
     for i in range(n_examples):
         ids = torch.from_numpy(rng.integers(0, vocab, (1, D + n_extra)))
         gt = rationale_spans(D, rng)
-        maps, s = timed(lambda ids=ids: [ad.attention_maps(ids)[0] for ad in ads])
+        blocks, s = timed(lambda ids=ids: [ad.attention_blocks(ids) for ad in ads])
         t["lean"] += s
         if i == 0:
             full, s = timed(lambda ids=ids: [full_forward(m, ids)[0] for m in (old, new)])
             t["full"] = s
-            same_maps = all(torch.equal(a, b) for a, b in zip(maps, full, strict=True))
+            same_maps = all(torch.equal(torch.stack(b, dim=1)[0], f) for b, f in zip(blocks, full, strict=True))
             del full
+        crops = [torch.stack(b, dim=1)[0, :, :, :D, :D].numpy() for b in blocks]  # the official (L, H, D, D)
         for level, ours_fn, off_fn in (
             ("block", cci.block_scores, official.block_scores),
             ("head", cci.head_scores, official.head_scores),
         ):
             ours, s = timed(
-                lambda fn=ours_fn, maps=maps, gt=gt: fn(*(cci._crop(m, span) for m in maps), gt).numpy()
+                lambda fn=ours_fn, blocks=blocks, gt=gt: fn(*(cci._crop_blocks(b, 0, span) for b in blocks), gt).numpy()
             )
             t[f"ours_{level}"] += s
-            crops = [m[:, :, :D, :D].numpy() for m in maps]  # the official crop: a slice
             theirs, s = timed(lambda fn=off_fn, crops=crops, gt=gt: fn(*crops, gt.numpy()))
             t[f"official_{level}"] += s
             diff[level] = max(diff[level], float(np.abs(ours - theirs).max()))
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "benchmark": "CCI arithmetic: ours (rational_lamol.cci) vs the official r_lamol algorithm "
         "(tests/oracles/cci_official.py, per-example numpy, the two documented fixes applied), "
-        "interleaved in one process; forward = our lean attention_maps (no LM head)",
+        "interleaved in one process; forward = our lean attention_blocks (no LM head, no stacking)",
         "command": command_line(),
         "note": args.note,
         "model": {**shape, "random_init": True, "new": "old + 50 % of each weight's std, Gaussian"},

@@ -456,6 +456,22 @@ def test_crop_slices_a_contiguous_span_and_gathers_anything_else():
     assert cci._crop(att, torch.tensor([3, 4, 5]))._base is att  # a view, no copy
 
 
+def test_scores_of_per_block_views_equal_those_of_the_stacked_maps():
+    """CCI scores each block's cropped view of the model's per-block maps, never stacking them."""
+    g = torch.Generator().manual_seed(0)
+    blocks_old, blocks_new = ([torch.rand(2, 3, 20, 20, generator=g).tril().softmax(-1) for _ in range(4)]
+                              for _ in range(2))
+    idx, gt = torch.arange(2, 18), torch.rand(16, generator=g) < 0.3
+    views_old, views_new = cci._crop_blocks(blocks_old, 1, idx), cci._crop_blocks(blocks_new, 1, idx)
+    assert all(v._base is b for v, b in zip(views_old, blocks_old, strict=True))
+    stacked_old = cci._crop(torch.stack(blocks_old, dim=1)[1], idx)
+    stacked_new = cci._crop(torch.stack(blocks_new, dim=1)[1], idx)
+    for fn in (block_scores, head_scores):
+        assert torch.equal(fn(views_old, views_new, gt), fn(stacked_old, stacked_new, gt))
+    with pytest.raises(ValueError, match="same shape"):
+        block_scores(views_old, views_new[:3], gt)
+
+
 @pytest.mark.parametrize("level", ["block", "head"])
 def test_identify_with_the_document_after_a_prefix_or_with_a_hole(level, tiny_gpt2):
     """A document that does not start the sequence (sliced) and one with a hole (gathered)

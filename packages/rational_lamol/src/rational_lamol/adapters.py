@@ -8,7 +8,8 @@ the rest of the package asks, reading every size from the model's config (never 
   (found by module identity, not by name substrings: block 1 never catches blocks 10 and 11).
 - ``head_slices(b, h)``: index tuples selecting exactly the weights and biases owned by query head h.
 - ``kv_head_slices(b, g)`` and :func:`kv_heads_to_freeze`: the grouped-query-attention rule.
-- ``attention_maps(input_ids, attention_mask)``: post-softmax attention, ``(B, L, H, T, T)``.
+- ``attention_blocks(input_ids, attention_mask)``: post-softmax attention, one ``(B, H, T, T)`` per
+  block; ``attention_maps``: the same stacked, ``(B, L, H, T, T)``.
 
 Head ownership
 --------------
@@ -156,10 +157,10 @@ class ModelAdapter:
             )
 
     @torch.no_grad()
-    def attention_maps(
+    def attention_blocks(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Post-softmax attention of every block and head, ``(B, L, H, T, T)``, in eval mode.
+    ) -> tuple[torch.Tensor, ...]:
+        """Post-softmax attention of every block, one ``(B, H, T, T)`` tensor per block, in eval mode.
 
         Only the base transformer runs (``model.base_model``): the LM head and its ``(B, T, vocab)``
         logits — about 40 % of a GPT-2-small forward — are never read by CCI, and the attention
@@ -183,7 +184,14 @@ class ModelAdapter:
         attentions = out.attentions
         if not attentions or len(attentions) != self.n_blocks:
             raise ValueError(f"the model returned no attention weights: {EAGER_HINT}")
-        return torch.stack(attentions, dim=1)  # (B, L, H, T, T)
+        return tuple(attentions)
+
+    def attention_maps(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`attention_blocks` stacked, ``(B, L, H, T, T)`` (a copy: CCI crops the blocks
+        instead, which keeps one example's document rows and columns, not the batch twice)."""
+        return torch.stack(self.attention_blocks(input_ids, attention_mask), dim=1)
 
     # -- helpers -------------------------------------------------------------------------------
     def _check_block(self, b: int) -> None:

@@ -31,7 +31,8 @@ for the percentile: the percentile is always over the full cropped row of D entr
 that see the whole rationale. Results record which one was used.
 
 Everything is vectorized over blocks, heads and rows; the per-example crop is a loop over the batch
-(documents differ in length) and a slice of the contiguous document span. IoU counts are exact: 0/1
+(documents differ in length) taking each block's slice of the contiguous document span, a view:
+the maps are never copied into one tensor, and scored one block at a time. IoU counts are exact: 0/1
 masks are written as float32 by ``torch.gt`` in cache-sized tiles of rows, multiplied (integer
 counts below 2**24) and divided in float64. Causal rows take the percentile from a prefix of the
 row, or need none (threshold 0): :func:`causal_threshold`, bit for bit :func:`percentile_threshold`.
@@ -272,17 +273,28 @@ def _first_row(att: torch.Tensor, gt: torch.Tensor, row_filter: str) -> int:
     return int(gt.nonzero().max()) if bool(gt.any()) else 0
 
 
-def _check(att_old: torch.Tensor, att_new: torch.Tensor, gt: torch.Tensor) -> None:
-    if att_old.dim() != 4 or att_old.shape != att_new.shape:
-        raise ValueError(
-            f"expected att_old and att_new of the same shape (L, H, S, D), got {tuple(att_old.shape)} "
-            f"and {tuple(att_new.shape)}"
-        )
-    if gt.shape != att_old.shape[-1:]:
-        raise ValueError(f"gt must have shape (D,) = ({att_old.shape[-1]},), got {tuple(gt.shape)}")
+#: attention of one example: ``(L, H, S, D)``, or one ``(H, S, D)`` per block (views of the
+#: model's per-block maps, scored without ever being copied into one tensor)
+Maps = torch.Tensor | Sequence[torch.Tensor]
 
 
-def _chunks(shape: torch.Size) -> Iterator[slice]:
+def _check(att_old: Maps, att_new: Maps, gt: torch.Tensor) -> tuple[int, ...]:
+    """The maps' ``(L, H, S, D)`` shape, after checking that both models' maps and ``gt`` agree."""
+    def shape(att: Maps) -> tuple[int, ...]:
+        if isinstance(att, torch.Tensor):
+            return tuple(att.shape) if att.dim() == 4 else (-1,)
+        shapes = {tuple(a.shape) for a in att}
+        return (len(att), *shapes.pop()) if len(shapes) == 1 and len(next(iter(att)).shape) == 3 else (-1,)
+
+    old, new = shape(att_old), shape(att_new)
+    if len(old) != 4 or old != new:
+        raise ValueError(f"expected att_old and att_new of the same shape (L, H, S, D), got {old} and {new}")
+    if tuple(gt.shape) != old[-1:]:
+        raise ValueError(f"gt must have shape (D,) = ({old[-1]},), got {tuple(gt.shape)}")
+    return old
+
+
+def _chunks(shape: tuple[int, ...]) -> Iterator[slice]:
     L = shape[0]
     per_block = max(1, math.prod(shape[1:]))
     step = max(1, min(L, MAX_CHUNK_ELEMENTS // per_block))
@@ -290,9 +302,19 @@ def _chunks(shape: torch.Size) -> Iterator[slice]:
         yield slice(lo, min(L, lo + step))
 
 
+def _block_chunks(att_old: Maps, att_new: Maps, shape: tuple[int, ...]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(Lc, H, S, D)`` pieces of both models' maps: slices of a 4-D tensor, or one block at a time."""
+    if isinstance(att_old, torch.Tensor) and isinstance(att_new, torch.Tensor):
+        for part in _chunks(shape):
+            yield att_old[part], att_new[part]
+    else:
+        for old, new in zip(att_old, att_new, strict=True):
+            yield old[None], new[None]
+
+
 def _thresholded_chunks(
-    att_old: torch.Tensor,
-    att_new: torch.Tensor,
+    att_old: Maps,
+    att_new: Maps,
     gt: torch.Tensor,
     beta: float,
     row_filter: RowFilter,
@@ -300,26 +322,27 @@ def _thresholded_chunks(
     """``(old, P threshold of old, new, P threshold of new, gt)`` per chunk of blocks: the kept
     rows ``(Lc, H, S, D)`` float32, their ``(Lc, H, S, 1)`` thresholds, and the ``(D,)`` GT mask
     as 0/1 float32. Block and head scores differ only in how they pick ``RM``."""
-    _check(att_old, att_new, gt)
-    gt_f = gt.to(device=att_old.device, dtype=torch.float32)
-    first = _first_row(att_old, gt, row_filter)
-    for part in _chunks(att_old.shape):
-        old = att_old[part, :, first:].float()
-        new = att_new[part, :, first:].float()
+    shape = _check(att_old, att_new, gt)
+    first = None
+    for old, new in _block_chunks(att_old, att_new, shape):
+        if first is None:
+            first = _first_row(old, gt, row_filter)
+        gt_f = gt.to(device=old.device, dtype=torch.float32)
+        old, new = old[:, :, first:].float(), new[:, :, first:].float()
         yield old, causal_threshold(old, beta, first), new, causal_threshold(new, beta, first), gt_f
 
 
 def block_scores(
-    att_old: torch.Tensor,
-    att_new: torch.Tensor,
+    att_old: Maps,
+    att_new: Maps,
     gt: torch.Tensor,
     beta: float = 20.0,
     row_filter: RowFilter = "all",
 ) -> torch.Tensor:
     """Block-level CCI scores of one example, ``(L,)`` float64 (lower = the new model kept less).
 
-    ``att_old``, ``att_new``: ``(L, H, S, D)`` cropped attention of the old and new model;
-    ``gt``: ``(D,)`` bool rationale mask over the document tokens.
+    ``att_old``, ``att_new``: ``(L, H, S, D)`` cropped attention of the old and new model (or one
+    ``(H, S, D)`` per block); ``gt``: ``(D,)`` bool rationale mask over the document tokens.
     """
     out = []
     for old, t_old, new, t_new, gt_f in _thresholded_chunks(att_old, att_new, gt, beta, row_filter):
@@ -333,8 +356,8 @@ def block_scores(
 
 
 def head_scores(
-    att_old: torch.Tensor,
-    att_new: torch.Tensor,
+    att_old: Maps,
+    att_new: Maps,
     gt: torch.Tensor,
     beta: float = 20.0,
     row_filter: RowFilter = "all",
@@ -486,6 +509,13 @@ def _crop(att: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return att.index_select(2, idx).index_select(3, idx)
 
 
+def _crop_blocks(blocks: Sequence[torch.Tensor], i: int, idx: torch.Tensor) -> list[torch.Tensor]:
+    """Example ``i``'s document rows and columns of every block's ``(B, H, T, T)`` attention: one
+    ``(H, D, D)`` view per block. Nothing is copied (stacking the batch's ``(B, L, H, T, T)`` took a
+    second per example at 1,024 tokens and doubled the forward's memory)."""
+    return [_crop(block[i : i + 1], idx)[0] for block in blocks]
+
+
 def identify_critical_components(
     old_model: nn.Module,
     new_model: nn.Module,
@@ -529,22 +559,20 @@ def identify_critical_components(
                 missing = {"input_ids", "doc_mask", "rationale_mask"} - set(batch)
                 if missing:
                     raise ValueError(f"CCI batch lacks {sorted(missing)}")
-                att_old = old_ad.attention_maps(batch["input_ids"], batch.get("attention_mask"))
-                device = att_old.device
-                att_new = new_ad.attention_maps(batch["input_ids"], batch.get("attention_mask")).to(
-                    device
-                )
+                att_old = old_ad.attention_blocks(batch["input_ids"], batch.get("attention_mask"))
+                device = att_old[0].device
+                att_new = [a.to(device) for a in new_ad.attention_blocks(batch["input_ids"], batch.get("attention_mask"))]
                 doc = batch["doc_mask"].to(device).bool()
                 rat = batch["rationale_mask"].to(device).bool()
                 if "attention_mask" in batch and batch["attention_mask"] is not None:
                     doc = doc & batch["attention_mask"].to(device).bool()
-                for i in range(att_old.shape[0]):
+                for i in range(att_old[0].shape[0]):
                     idx = doc[i].nonzero().squeeze(-1)  # (D,) document positions
                     gt = rat[i].index_select(0, idx)  # (D,)
                     if idx.numel() == 0 or not bool(gt.any()):
                         n_skipped += 1
                         continue
-                    a_old, a_new = _crop(att_old[i], idx), _crop(att_new[i], idx)  # (L, H, D, D)
+                    a_old, a_new = _crop_blocks(att_old, i, idx), _crop_blocks(att_new, i, idx)  # (L, H, D, D)
                     scores.append(score_fn(a_old, a_new, gt, beta, row_filter).cpu())
     finally:
         for m, mode in zip((old_model, new_model), modes, strict=True):
