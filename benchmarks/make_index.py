@@ -1,8 +1,9 @@
 """Write ``benchmarks/results/INDEX.md``: every result file with what it measured, the command that
-made it, its date and its headline figure, all read from the JSON files (and the date from git).
+made it, its date and its headline figure, all read from the JSON files (and the date from git);
+and the README's speed table (between its two markers) from the speed results.
 
-    python benchmarks/make_index.py          # rewrite INDEX.md
-    python benchmarks/make_index.py --check  # exit 1 when INDEX.md is out of date
+    python benchmarks/make_index.py          # rewrite INDEX.md and the README's speed table
+    python benchmarks/make_index.py --check  # exit 1 when either is out of date
 """
 
 from __future__ import annotations
@@ -246,17 +247,69 @@ def render() -> str:
     return "\n".join(lines)
 
 
+README = REPO / "README.md"
+PERF_START = "<!-- performance table: written by benchmarks/make_index.py from benchmarks/results; do not edit -->"
+PERF_END = "<!-- end of performance table -->"
+
+
+def _result(name: str, file: str = "cpu") -> Result | None:
+    path = RESULTS / name / f"{file}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def performance_table() -> str:
+    """The README's speed table: one row per measured claim of issue 20, read from the result files."""
+    rows = []
+    link = "[`{0}/cpu.json`](benchmarks/results/{0}/cpu.json)".format
+    if d := _result("cci_official"):
+        for size in d["sizes"]:
+            b, h = size["block"], size["head"]
+            rows.append(f"| CCI arithmetic vs the official r_lamol arithmetic, {size['doc_tokens']:,} document tokens "
+                        f"(block / head) | {b['official_over_ours']}x / {h['official_over_ours']}x faster; "
+                        f"{100 * b['ours_share_of_lean_forward']:.0f}% / {100 * h['ours_share_of_lean_forward']:.0f}% "
+                        f"of the forward | ≥ 100x at 128 and 512 tokens, ≤ 10% of the forward at 1,024 | "
+                        f"{link('cci_official')} |")
+    if d := _result("cci_transition"):
+        threads = d["environment"]["torch_threads"]
+        minutes = " / ".join(str(row["transition_of_200_minutes"]) for row in d["levels"].values())
+        rows.append(f"| One transition's CCI, GPT-2-small shape, 200 examples of {d['doc_tokens']:,} tokens (block / head) "
+                    f"| {minutes} minutes on {threads} thread(s) | < 30 minutes on 2 cores | {link('cci_transition')} |")
+    if d := _result("generation"):
+        for run in d["runs"]:
+            rows.append(f"| Pseudo-sample generation vs the official LAMOL sampler, {run['size']}, window {run['window']} "
+                        f"| {run['ours_over_official']}x ({run['ours_tokens_per_second']:,.0f} vs "
+                        f"{run['official_tokens_per_second']:,.0f} tok/s) | ≥ 1.5x | {link('generation')} |")
+    if d := _result("training_overhead"):
+        m = d["model"]
+        rows.append(f"| Training step vs a minimal PyTorch loop, {m['n_layer']} blocks, d {m['n_embd']}, vocabulary "
+                    f"{m['vocab']:,} | {d['ours_overhead']}x the minimal loop's time; "
+                    f"{100 * d['ours_share_of_matmul_rate']:.0f}% of the matmul rate | ≤ 1.1x | {link('training_overhead')} |")
+    return "\n".join([PERF_START, "", "| what | measured | goal (issue 20) | result |", "|---|---|---|---|", *rows, "",
+                      PERF_END])
+
+
+def readme_with_performance_table(readme: str) -> str:
+    start, end = readme.find(PERF_START), readme.find(PERF_END)
+    if start < 0 or end < start:
+        sys.exit(f"make_index.py: README.md lacks the performance table markers ({PERF_START!r} ... {PERF_END!r})")
+    return readme[:start] + performance_table() + readme[end + len(PERF_END):]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail when INDEX.md differs from what would be written")
     args = parser.parse_args()
     text = render()
+    readme = README.read_text(encoding="utf-8")
+    new_readme = readme_with_performance_table(readme)
     if args.check:
-        if not INDEX.exists() or INDEX.read_text(encoding="utf-8") != text:
-            sys.exit("benchmarks/results/INDEX.md is out of date: run python benchmarks/make_index.py")
+        if not INDEX.exists() or INDEX.read_text(encoding="utf-8") != text or new_readme != readme:
+            sys.exit("benchmarks/results/INDEX.md or the README's performance table is out of date: "
+                     "run python benchmarks/make_index.py")
         return
     INDEX.write_text(text, encoding="utf-8")
-    print(f"written {INDEX}")
+    README.write_text(new_readme, encoding="utf-8")
+    print(f"written {INDEX} and the performance table of {README}")
 
 
 if __name__ == "__main__":
