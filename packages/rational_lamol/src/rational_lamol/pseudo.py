@@ -78,7 +78,7 @@ class PseudoReport:
         }
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: the samples leave as Python lists
 def sample_with_cache(
     model, start_id: int, n: int, *, max_length: int, eos_id: int, top_k: int, temperature: float,
     batch_size: int, generator_seed: int,
