@@ -360,6 +360,26 @@ def test_padding_does_not_change_the_result(tiny_gpt2):
     np.testing.assert_allclose(one.scores_mean, many.scores_mean)
 
 
+def test_batches_of_similar_length_give_the_same_result(tiny_gpt2):
+    """``make_cci_batches`` groups examples by length (less padding in the forward); the scores
+    are put back in the examples' order, so votes, choices and mean scores are those of batches
+    formed in order."""
+    old = tiny_gpt2(n_layer=3, n_head=2, n_embd=16)
+    new = perturbed(old)
+    examples = cci_examples(n=9, doc_len=(5, 30), seed=3)
+    batches = list(make_cci_batches(examples, batch_size=3))
+    lengths = [len(ex["input_ids"]) for ex in examples]
+    assert sorted(int(i) for b in batches for i in b["index"]) == list(range(9))
+    widths = [b["input_ids"].shape[1] for b in batches]
+    assert widths == sorted(widths) and sum(widths) < 3 * sum(max(lengths[k:k + 3]) for k in range(0, 9, 3))
+    for level in ("block", "head"):
+        by_length = identify_critical_components(old, new, make_cci_batches(examples, batch_size=3),
+                                                 level=level, top_k=2)
+        in_order = identify_critical_components(
+            old, new, make_cci_batches(examples, batch_size=3, by_length=False), level=level, top_k=2)
+        assert by_length.to_dict() == in_order.to_dict()
+
+
 def test_all_skipped_and_bad_arguments(tiny_gpt2):
     model = tiny_gpt2(n_layer=2, n_head=2, n_embd=16)
     examples = [dict(ex, rationale_mask=[False] * len(ex["input_ids"])) for ex in cci_examples(n=3)]

@@ -531,7 +531,9 @@ def identify_critical_components(
     """Run CCI: compare ``old_model`` (M_t) and ``new_model`` (the probe) on rationale-annotated batches.
 
     Each batch maps ``input_ids`` (B, T), ``attention_mask`` (B, T), ``doc_mask`` (B, T) bool
-    (document token positions) and ``rationale_mask`` (B, T) bool (rationale tokens). Examples whose
+    (document token positions), ``rationale_mask`` (B, T) bool (rationale tokens) and optionally
+    ``index`` (B,), the examples' positions when batches were formed out of order
+    (:func:`make_cci_batches` sorts by length): scores are averaged in that order. Examples whose
     rationale has no token at a kept document position do not vote; they are counted in
     ``n_skipped``, with the ``n_without_rationale`` examples the caller left out for having no
     rationale at all (:func:`rational_lamol.cci_inputs.cci_items`), so skips are counted here only. Both models run in eval mode under ``no_grad`` on their own device (modes are
@@ -550,7 +552,8 @@ def identify_critical_components(
             f"{new_ad.n_blocks}x{new_ad.n_heads} (blocks x heads)"
         )
     score_fn = block_scores if level == "block" else head_scores
-    scores: list[torch.Tensor] = []
+    scored: list[tuple[int, torch.Tensor]] = []  # (position in the caller's order, scores)
+    seen = 0
     n_skipped = n_without_rationale
     modes = _eval_models(old_model, new_model)
     try:
@@ -566,18 +569,22 @@ def identify_critical_components(
                 rat = batch["rationale_mask"].to(device).bool()
                 if "attention_mask" in batch and batch["attention_mask"] is not None:
                     doc = doc & batch["attention_mask"].to(device).bool()
-                for i in range(att_old[0].shape[0]):
+                B = att_old[0].shape[0]
+                positions = batch["index"].tolist() if "index" in batch else list(range(seen, seen + B))
+                seen += B
+                for i in range(B):
                     idx = doc[i].nonzero().squeeze(-1)  # (D,) document positions
                     gt = rat[i].index_select(0, idx)  # (D,)
                     if idx.numel() == 0 or not bool(gt.any()):
                         n_skipped += 1
                         continue
                     a_old, a_new = _crop_blocks(att_old, i, idx), _crop_blocks(att_new, i, idx)  # (L, H, D, D)
-                    scores.append(score_fn(a_old, a_new, gt, beta, row_filter).cpu())
+                    scored.append((positions[i], score_fn(a_old, a_new, gt, beta, row_filter).cpu()))
     finally:
         for m, mode in zip((old_model, new_model), modes, strict=True):
             m.train(mode)
 
+    scores = [score for _, score in sorted(scored, key=lambda pair: pair[0])]  # the caller's order
     if level == "block":
         block, votes = vote_blocks(scores, tie_seed)
         chosen: list[Any] = [] if block is None else [block]
@@ -610,14 +617,21 @@ def identify_critical_components(
 
 
 def make_cci_batches(
-    examples: Sequence[Mapping[str, Sequence[int]]], *, batch_size: int = 8, pad_token_id: int = 0
+    examples: Sequence[Mapping[str, Sequence[int]]], *, batch_size: int = 8, pad_token_id: int = 0,
+    by_length: bool = True,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Right-pad per-example ``input_ids``, ``doc_mask``, ``rationale_mask`` lists into CCI batches.
 
     Right padding keeps every real token's position id unchanged in causal models (GPT-2 included).
+    ``by_length``: examples of similar length are batched together (a stable sort by length), so
+    the forward pads little; each batch's ``index`` holds its examples' positions in ``examples``,
+    by which :func:`identify_critical_components` restores their order.
     """
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
+    order = sorted(range(len(examples)), key=lambda k: len(examples[k]["input_ids"])) if by_length \
+        else list(range(len(examples)))
+    for start in range(0, len(order), batch_size):
+        positions = order[start : start + batch_size]
+        chunk = [examples[k] for k in positions]
         T = max(len(ex["input_ids"]) for ex in chunk)
         ids = torch.full((len(chunk), T), pad_token_id, dtype=torch.long)
         att = torch.zeros((len(chunk), T), dtype=torch.long)
@@ -627,10 +641,11 @@ def make_cci_batches(
             n = len(ex["input_ids"])
             if len(ex["doc_mask"]) != n or len(ex["rationale_mask"]) != n:
                 raise ValueError(
-                    f"example {start + i}: input_ids, doc_mask and rationale_mask differ in length"
+                    f"example {positions[i]}: input_ids, doc_mask and rationale_mask differ in length"
                 )
             ids[i, :n] = torch.as_tensor(ex["input_ids"], dtype=torch.long)
             att[i, :n] = 1
             doc[i, :n] = torch.as_tensor(ex["doc_mask"], dtype=torch.bool)
             rat[i, :n] = torch.as_tensor(ex["rationale_mask"], dtype=torch.bool) & doc[i, :n]
-        yield {"input_ids": ids, "attention_mask": att, "doc_mask": doc, "rationale_mask": rat}
+        yield {"input_ids": ids, "attention_mask": att, "doc_mask": doc, "rationale_mask": rat,
+               "index": torch.tensor(positions, dtype=torch.long)}
