@@ -1,0 +1,52 @@
+"""The speed benchmarks of issue 20 at their ``--quick`` size: each runs its real path (ours and the
+reference side, interleaved) in seconds and writes the JSON that ``make_index.py`` reads into the
+README's speed table. The measured numbers are not checked here (speed is a benchmark concern);
+that the script runs and reports what the table needs is."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+def run_script(name: str, out: Path, *args: str) -> dict:
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / name), *args, "--out", str(out)], cwd=REPO, env=ENV,
+                   check=True, capture_output=True, text=True)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("script", ["bench_generation.py", "bench_training_overhead.py", "bench_cci_transition.py",
+                                    "bench_cci_official.py"])
+def test_quick_speed_benchmark_writes_its_result(script, tmp_path):
+    result = run_script(script, tmp_path / "result.json", "--quick")
+    assert result["command"].startswith(f"python benchmarks/{script}")
+    if script == "bench_generation.py":
+        (row,) = result["runs"]
+        assert row["ours_tokens_per_second"] > 0 and row["official_tokens_per_second"] > 0
+        assert row["ours_over_official"] > 0
+    elif script == "bench_training_overhead.py":
+        assert result["ours_positions_per_second"] > 0 and result["minimal_positions_per_second"] > 0
+        assert 0 < result["ours_share_of_matmul_rate"]
+    elif script == "bench_cci_transition.py":
+        assert set(result["levels"]) == {"block", "head"}
+        assert all(row["transition_of_200_minutes"] >= 0 for row in result["levels"].values())
+    else:
+        assert all(size["forward_s_per_example"]["identical_attention_maps"] for size in result["sizes"])
+        assert all(size[level]["max_abs_score_difference"] < 1e-12 for size in result["sizes"]
+                   for level in ("block", "head"))
+
+
+def test_task_baselines_of_the_demo_protocol(tmp_path):
+    result = run_script("bench_task_baselines.py", tmp_path / "baselines.json",
+                        "--config", "benchmarks/protocols/demo.toml")
+    assert set(result["tasks"]) == {"pair", "sentiment", "topic"}
+    assert all(row["n_test"] == 200 and 0 <= row["majority"] <= row["tfidf_logreg"] <= 100
+               for row in result["tasks"].values())
