@@ -74,3 +74,15 @@ def test_lamol_loss_equals_the_sliced_form_bit_for_bit():
     reference.backward()
     assert torch.equal(loss, reference)
     assert all(torch.equal(a, p.grad) for a, p in zip(ours, model.parameters(), strict=True))
+
+
+def test_learning_rate_schedule_warms_up_then_decays_to_its_floor():
+    from rational_lamol.trainer import linear_schedule
+
+    total, warmup = 10, 2
+    assert [linear_schedule(s, total, warmup) for s in (0, 1)] == [0.5, 1.0]
+    assert linear_schedule(2, total, warmup) == 1.0 and linear_schedule(10, total, warmup) == 0.0
+    assert linear_schedule(6, total, warmup) == 0.5
+    assert linear_schedule(10, total, warmup, floor=0.25) == 0.25  # decays to the floor
+    assert linear_schedule(6, total, warmup, floor=0.5) == 0.75
+    assert {linear_schedule(s, total, warmup, floor=1.0) for s in range(2, 11)} == {1.0}  # constant

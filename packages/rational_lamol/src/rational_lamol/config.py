@@ -150,6 +150,9 @@ class TrainingConfig(_Strict):
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     warmup: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of the steps of linear warm-up")
+    lr_floor: float = Field(0.0, ge=0.0, le=1.0,
+                            description="the learning rate the linear decay ends at, as a share of the peak "
+                                        "(0: decay to zero, as LAMOL; 1: constant after the warm-up)")
     weight_decay: float = Field(0.01, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0)
     lm_lambda: float = Field(0.25, ge=0.0, description="weight of the LM loss: L = L_QA + lm_lambda L_LM")

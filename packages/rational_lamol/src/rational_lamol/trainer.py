@@ -66,11 +66,12 @@ def parameter_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def linear_schedule(step: int, total: int, warmup: int) -> float:
-    """LR multiplier: linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
+def linear_schedule(step: int, total: int, warmup: int, floor: float = 0.0) -> float:
+    """LR multiplier: linear warm-up over ``warmup`` steps, then linear decay to ``floor`` at ``total``."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
+    decay = max(0.0, (total - step) / max(1, total - warmup))
+    return decay if floor == 0.0 else floor + (1.0 - floor) * decay
 
 
 def process_state():
@@ -153,7 +154,7 @@ def train_task(
     total = schedule_steps(n, config, world)
     stop = steps_for_share(step_share, total)
     warmup = int(config.warmup * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total, warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total, warmup, config.lr_floor))
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     pad_id = tokenizer.pad_token_id
 
