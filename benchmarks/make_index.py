@@ -58,6 +58,8 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                    "bench_generation.py", "docs/results/throughput.md"),
     "training_overhead": ("train_task vs a minimal PyTorch loop on the same model, batches and AdamW: positions/s, "
                           "overhead, share of the matmul rate", "bench_training_overhead.py", "docs/results/throughput.md"),
+    "design_lr_floor": ("lamol-only design experiment on the demo: lr_floor 0 / 1/3 / 1, unlearned pairs and ACC",
+                        "protocols/design_lr_floor", "docs/results/demo_design.md"),
     "task_baselines": ("what a config's tasks' labels alone give on their test splits: majority class, TF-IDF "
                        "logistic regression", "bench_task_baselines.py", "docs/results/lamol_protocol.md"),
 }
@@ -94,6 +96,8 @@ def command_of(benchmark: str, data: Result) -> str:
         return relative_paths(data["command"])
     if benchmark == "invrat_synthetic":
         return synthetic_command(data["args"])
+    if benchmark == "design_lr_floor":
+        return "; ".join(data["commands"])
     if benchmark == "main_job":
         seeds = ",".join(cmd.split("--seeds ")[1].split()[0] for cmd in data["commands"])
         return f"python benchmarks/bench_main_job.py --seeds {seeds} --jobs {data['jobs']} --out runs/main-job"
@@ -200,6 +204,8 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
                                     f"{d['minimal_positions_per_second']:,.1f} positions/s); ours at "
                                     f"{100 * d['ours_share_of_matmul_rate']:.0f}% of the matmul rate "
                                     f"({d['model']['n_layer']}L d{d['model']['n_embd']})"),
+    "design_lr_floor": lambda d: "; ".join(f"lr_floor {v}: {r['unlearned']} unlearned of {len(r['runs'])}, lowest diagonal "
+                                           f"{r['lowest_diagonal']}, mean ACC {r['mean_acc']}" for v, r in d["variants"].items()),
     "task_baselines": lambda d: "; ".join(f"{task}: majority {row['majority']:.1f}%, TF-IDF {row['tfidf_logreg']:.1f}%"
                                           for task, row in d["tasks"].items()),
 }
