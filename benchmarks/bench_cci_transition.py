@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -30,7 +29,14 @@ import torch
 from rational_lamol.adapters import adapter_for
 from rational_lamol.cci import identify_critical_components, make_cci_batches
 
-from common import command_line, gpt2_pair, rationale_spans, result_path, write_result
+from common import (
+    command_line,
+    gpt2_pair,
+    rationale_spans,
+    result_path,
+    speed_environment,
+    write_result,
+)
 
 N_EXTRA = 12  # question, __ans__ and answer tokens after the document
 
@@ -95,9 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch": args.batch,
         "forward_s_per_example_both_models": round(forward_s / args.examples, 3),
         "levels": levels,
-        "environment": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                        "torch_threads": torch.get_num_threads(), "load_average_at_start": load_start,
-                        "load_average_at_end": list(os.getloadavg())},
+        "environment": speed_environment(load_start),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     write_result(args.out, result)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from rational_lamol.pseudo import sample_with_cache
 
-from common import command_line, load_oracle, result_path, write_result
+from common import command_line, load_oracle, result_path, speed_environment, write_result
 
 official = load_oracle("lamol_sampler_official")
 
@@ -107,9 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": command_line(),
         "note": args.note,
         "eos_boost": args.eos_boost,
-        "environment": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                        "torch_threads": torch.get_num_threads(), "load_average_at_start": load_start,
-                        "load_average_at_end": list(os.getloadavg())},
+        "environment": speed_environment(load_start),
         "runs": rows,
         "total_seconds": round(time.perf_counter() - started, 1),
     }

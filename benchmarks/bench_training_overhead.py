@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from rational_lamol.lamol import collate
 from rational_lamol.tasks import TrainSequence
 from rational_lamol.trainer import train_task
 
-from common import command_line, result_path, write_result
+from common import command_line, result_path, speed_environment, write_result
 
 
 class _Tokenizer:  # train_task reads only pad_token_id
@@ -150,9 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model": {"n_layer": args.blocks, "n_embd": args.width, "vocab": args.vocab, "random_init": True},
         "batch": {"examples": args.batch, "rows": 2 * args.batch, "tokens_per_row": args.length + 1},
         "steps_timed_per_side": len(ours_steps),
-        "environment": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                        "torch_threads": torch.get_num_threads(), "load_average_at_start": load_start,
-                        "load_average_at_end": list(os.getloadavg())},
+        "environment": speed_environment(load_start),
         "ours_positions_per_second": round(ours_pps, 1),
         "minimal_positions_per_second": round(minimal_pps, 1),
         "ours_overhead": round(minimal_pps / ours_pps, 3),

@@ -130,3 +130,15 @@ def gpt2_pair(n_layer: int, n_head: int, n_embd: int, vocab: int, n_positions: i
         for p in new.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.5 * p.std().clamp(min=1e-3))
     return old, new
+
+
+def speed_environment(load_at_start: list[float]) -> dict:
+    """Where a speed measurement ran: CPU count, platform, torch and its thread count, and the load
+    average when it started (``load_at_start``, read before timing) and now."""
+    import platform
+
+    import torch
+
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "load_average_at_start": load_at_start,
+            "load_average_at_end": list(os.getloadavg())}
