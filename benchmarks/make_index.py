@@ -281,10 +281,15 @@ def performance_table() -> str:
         rows.append(f"| One transition's CCI, GPT-2-small shape, 200 examples of {d['doc_tokens']:,} tokens (block / head) "
                     f"| {minutes} minutes on {threads} thread(s) | < 30 minutes on 2 cores | {link('cci_transition')} |")
     if d := _result("generation"):
+        by_size: dict[str, list[Result]] = {}
         for run in d["runs"]:
-            rows.append(f"| Pseudo-sample generation vs the official LAMOL sampler, {run['size']}, window {run['window']} "
-                        f"| {run['ours_over_official']}x ({run['ours_tokens_per_second']:,.0f} vs "
-                        f"{run['official_tokens_per_second']:,.0f} tok/s) | ≥ 1.5x | {link('generation')} |")
+            by_size.setdefault(run["size"], []).append(run)
+        for size, runs in by_size.items():
+            windows = " / ".join(str(r["window"]) for r in runs)
+            rows.append(f"| Pseudo-sample generation vs the official LAMOL sampler, {size}, window {windows} | "
+                        + " / ".join(f"{r['ours_over_official']}x" for r in runs) + " ("
+                        + " / ".join(f"{r['ours_tokens_per_second']:,.0f} vs {r['official_tokens_per_second']:,.0f}"
+                                     for r in runs) + f" tok/s) | ≥ 1.5x | {link('generation')} |")
     if d := _result("training_overhead"):
         m = d["model"]
         rows.append(f"| Training step vs a minimal PyTorch loop, {m['n_layer']} blocks, d {m['n_embd']}, vocabulary "

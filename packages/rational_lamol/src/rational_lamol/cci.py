@@ -278,15 +278,17 @@ def _first_row(att: torch.Tensor, gt: torch.Tensor, row_filter: str) -> int:
 Maps = torch.Tensor | Sequence[torch.Tensor]
 
 
+def _shape(att: Maps) -> tuple[int, ...]:
+    """``(L, ...)`` of one example's maps; ``()`` for a list of blocks that differ in shape."""
+    if isinstance(att, torch.Tensor):
+        return tuple(att.shape)
+    shapes = {tuple(a.shape) for a in att}
+    return (len(att), *shapes.pop()) if len(shapes) == 1 else ()
+
+
 def _check(att_old: Maps, att_new: Maps, gt: torch.Tensor) -> tuple[int, ...]:
     """The maps' ``(L, H, S, D)`` shape, after checking that both models' maps and ``gt`` agree."""
-    def shape(att: Maps) -> tuple[int, ...]:
-        if isinstance(att, torch.Tensor):
-            return tuple(att.shape) if att.dim() == 4 else (-1,)
-        shapes = {tuple(a.shape) for a in att}
-        return (len(att), *shapes.pop()) if len(shapes) == 1 and len(next(iter(att)).shape) == 3 else (-1,)
-
-    old, new = shape(att_old), shape(att_new)
+    old, new = _shape(att_old), _shape(att_new)
     if len(old) != 4 or old != new:
         raise ValueError(f"expected att_old and att_new of the same shape (L, H, S, D), got {old} and {new}")
     if tuple(gt.shape) != old[-1:]:
@@ -323,11 +325,11 @@ def _thresholded_chunks(
     rows ``(Lc, H, S, D)`` float32, their ``(Lc, H, S, 1)`` thresholds, and the ``(D,)`` GT mask
     as 0/1 float32. Block and head scores differ only in how they pick ``RM``."""
     shape = _check(att_old, att_new, gt)
-    first = None
+    first, gt_f = None, None
     for old, new in _block_chunks(att_old, att_new, shape):
-        if first is None:
+        if first is None:  # from the first piece: its shape and device are every piece's
             first = _first_row(old, gt, row_filter)
-        gt_f = gt.to(device=old.device, dtype=torch.float32)
+            gt_f = gt.to(device=old.device, dtype=torch.float32)
         old, new = old[:, :, first:].float(), new[:, :, first:].float()
         yield old, causal_threshold(old, beta, first), new, causal_threshold(new, beta, first), gt_f
 

@@ -300,17 +300,25 @@ def task_baseline_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
             for task, row in baselines.items()]
 
 
+def _task_baseline_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the per-task baseline table (the terminal's and the HTML report's)."""
+    methods = list(dict.fromkeys(m for row in rows for m in row["final_accuracy"]))
+    header = ["task", "train", "test", "majority", "TF-IDF LR", *methods]
+    cells = [[row["task"], str(row["n_train"]), str(row["n_test"]), f"{row['majority']:.1f}", f"{row['tfidf_logreg']:.1f}",
+              *(f"{row['final_accuracy'][m]:.1f}" if m in row["final_accuracy"] else "—" for m in methods)]
+             for row in rows]
+    return header, cells
+
+
 def task_baselines_table(rows: Sequence[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    methods = list(dict.fromkeys(m for row in rows for m in row["final_accuracy"]))
+    header, cells = _task_baseline_cells(rows)
     table = Table(title="Per task: test accuracy of the labels alone (majority, TF-IDF) and each method's final accuracy (mean)")
-    for name in ("task", "train", "test", "majority", "TF-IDF LR", *methods):
+    for name in header:
         table.add_column(name, justify="left" if name == "task" else "right")
-    for row in rows:
-        finals = [f"{row['final_accuracy'][m]:.1f}" if m in row["final_accuracy"] else "—" for m in methods]
-        table.add_row(row["task"], str(row["n_train"]), str(row["n_test"]), f"{row['majority']:.1f}",
-                      f"{row['tfidf_logreg']:.1f}", *finals)
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
@@ -457,13 +465,9 @@ def _comparisons_html(rows: Sequence[dict[str, Any]]) -> str:
 def _task_baselines_html(rows: Sequence[dict[str, Any]]) -> str:
     if not rows:
         return ""
-    methods = list(dict.fromkeys(m for row in rows for m in row["final_accuracy"]))
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ("task", "train", "test", "majority", "TF-IDF LR", *methods))
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            row["task"], row["n_train"], row["n_test"], f"{row['majority']:.1f}", f"{row['tfidf_logreg']:.1f}",
-            *(f"{row['final_accuracy'][m]:.1f}" if m in row["final_accuracy"] else "—" for m in methods))) + "</tr>"
-        for row in rows)
+    header, cells = _task_baseline_cells(rows)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
     return ("<h2>Tasks against their label baselines</h2><p>Test accuracy (%) of the majority training label and "
             "of a TF-IDF logistic regression on the same examples, beside each method's mean final accuracy.</p>"
             f"<table><tr>{head}</tr>{body}</table>")
