@@ -50,3 +50,53 @@ def test_task_baselines_of_the_demo_protocol(tmp_path):
     assert set(result["tasks"]) == {"pair", "sentiment", "topic"}
     assert all(row["n_test"] == 200 and 0 <= row["majority"] <= row["tfidf_logreg"] <= 100
                for row in result["tasks"].values())
+
+
+TINY_TWO_TASKS = """
+name = "tiny"
+methods = ["lamol"]
+seeds = [0]
+[model]
+source = "gpt2-scratch"
+n_layer = 1
+n_head = 2
+n_embd = 32
+vocab_size = 400
+max_length = 80
+dropout = 0.0
+[[tasks]]
+name = "sentiment"
+data = "synthetic:sentiment"
+max_train = 12
+max_val = 4
+max_test = 6
+[[tasks]]
+name = "topic"
+data = "synthetic:topic"
+max_train = 12
+max_val = 4
+max_test = 6
+[training]
+epochs = 1
+lr = 1e-3
+batch_size = 4
+threads = 1
+gen_batch_size = 8
+"""
+
+
+def test_replay_quality_learns_each_task_alone_and_judges_its_samples(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TWO_TASKS)
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_replay_quality.py"), str(config),
+                    "--samples", "3", "--jobs", "2", "--out", str(tmp_path / "runs"),
+                    "--json", str(tmp_path / "replay.json")], cwd=REPO, env=ENV, check=True, capture_output=True)
+    (variant,) = json.loads((tmp_path / "replay.json").read_text())["variants"]
+    assert [row["task"] for row in variant["rows"]] == ["sentiment", "topic"]
+    for row in variant["rows"]:
+        assert row["generated"] == 3 and sum(row["verdicts"].values()) == 3
+        assert 0 <= row["well_formed_share"] <= 1 and 0 <= row["score"] <= 100
+    # each task was learned alone, in its own run dir
+    for task in ("sentiment", "topic"):
+        (run,) = json.loads((tmp_path / "runs" / "tiny" / task / "results.json").read_text())["runs"]
+        assert run["order"] == [task]
