@@ -61,11 +61,30 @@ class ModelConfig(_Strict):
     n_embd: int = Field(128, ge=8)
     vocab_size: int = Field(2000, ge=300, description="BPE vocabulary trained on the tasks' text")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    # pretrained models only
+    eos_token: str | None = Field(
+        None,
+        description=(
+            "the token that ends every QA and LM sequence, instead of the tokenizer's EOS: e.g. "
+            "'<|endoftext|>' for a chat model whose EOS ('<|im_end|>') ends a chat turn after a sentence or two"
+        ),
+    )
+    token_init: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "LAMOL tokens new to a pretrained vocabulary that start as the mean embedding of a text's pieces "
+            "instead of transformers' mean resizing, e.g. {'__ans__' = ' Answer:'}"
+        ),
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelConfig:
         if self.is_scratch and self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.is_scratch and (self.eos_token or self.token_init):
+            raise ValueError("eos_token and token_init are for a pretrained model (gpt2-scratch trains its own tokens)")
+        if any(not text.strip() for text in self.token_init.values()):
+            raise ValueError("token_init: every text must hold at least one non-space character")
         return self
 
     @property

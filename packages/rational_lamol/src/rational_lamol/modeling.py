@@ -142,9 +142,44 @@ def load_pretrained(config: ModelConfig, task_names: Sequence[str]):
         raise DataError(f"cannot load model {config.source!r}: {first_line(exc)}") from None
     if gguf_file:
         _forget_quantization(model, config.source)
+    if config.eos_token is not None:
+        use_eos_token(tokenizer, config.eos_token)
+    new_tokens = [t for t in special_token_strings(task_names) if t not in tokenizer.get_vocab()]
     with random_stream(0):  # the new tokens' embeddings: the same draw in every run and resume
         prepare_model_tokens(model, tokenizer, task_names)
+    if config.token_init:
+        init_tokens_from_text(model, tokenizer, config.token_init, new_tokens)
     return model, tokenizer
+
+
+def use_eos_token(tokenizer, token: str) -> None:
+    """Make ``token`` (already in the vocabulary) the EOS that ends every LAMOL sequence."""
+    if token not in tokenizer.get_vocab():
+        raise DataError(f"model.eos_token {token!r} is not in the model's vocabulary")
+    tokenizer.eos_token = token
+
+
+def init_tokens_from_text(model, tokenizer, texts: dict[str, str], new_tokens: Sequence[str]) -> None:
+    """Start each LAMOL token of ``texts`` at the mean embedding of its text's pieces, input and
+    output side (a tied head shares the row). A pretrained model then reads, and predicts, e.g.
+    ``__ans__`` much as it would ``" Answer:"``, which a few hundred training steps cannot teach a
+    token drawn at random."""
+    import torch
+
+    unknown = sorted(set(texts) - set(new_tokens))
+    if unknown:
+        raise DataError(f"model.token_init: {unknown} are not LAMOL tokens new to this vocabulary "
+                        f"(new: {', '.join(new_tokens)})")
+    tables = [model.get_input_embeddings().weight]
+    output = model.get_output_embeddings()
+    if output is not None and output.weight.data_ptr() != tables[0].data_ptr():
+        tables.append(output.weight)
+    with torch.no_grad():
+        for token, text in texts.items():
+            pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
+            row = tokenizer.convert_tokens_to_ids(token)
+            for table in tables:
+                table[row] = table[pieces].mean(dim=0)
 
 
 def _dense_gguf(gguf_file: str | None) -> dict:
