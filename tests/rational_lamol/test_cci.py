@@ -360,6 +360,23 @@ def test_padding_does_not_change_the_result(tiny_gpt2):
     np.testing.assert_allclose(one.scores_mean, many.scores_mean)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_the_document_alone_gives_the_result_of_the_whole_sequence(family, tiny_gpt2, tiny_llama):
+    """CCI items stop at the document's end (``cci_inputs.cci_item``): under causal attention the
+    question and answer after it change none of the document's rows and columns, so scores, votes
+    and choices are those of the whole ``c q __ans__ a``."""
+    old = tiny_gpt2(n_layer=3, n_head=2, n_embd=16) if family == "gpt2" else tiny_llama(n_layer=2, n_head=6, n_kv=2)
+    new = perturbed(old)
+    whole = cci_examples(n=7, doc_len=(5, 20), seed=4)
+    documents = [{k: v[: sum(ex["doc_mask"])] for k, v in ex.items()} for ex in whole]
+    assert all(len(d["input_ids"]) < len(w["input_ids"]) for d, w in zip(documents, whole, strict=True))
+    for level in ("block", "head"):
+        a = identify_critical_components(old, new, make_cci_batches(whole, batch_size=3), level=level, top_k=2)
+        b = identify_critical_components(old, new, make_cci_batches(documents, batch_size=3), level=level, top_k=2)
+        assert (a.votes, a.chosen, a.n_used, a.n_skipped) == (b.votes, b.chosen, b.n_used, b.n_skipped)
+        np.testing.assert_allclose(a.scores_mean, b.scores_mean, rtol=0, atol=1e-6)
+
+
 def test_batches_of_similar_length_give_the_same_result(tiny_gpt2):
     """``make_cci_batches`` groups examples by length (less padding in the forward); the scores
     are put back in the examples' order, so votes, choices and mean scores are those of batches

@@ -188,8 +188,10 @@ def test_cci_items_align_rationale_words_to_document_tokens(tiny_tokenizer):
     text = tiny_tokenizer.decode([item.input_ids[i] for i, m in enumerate(item.rationale_mask) if m])
     assert text.strip() == "great"
     assert all(not r or d for r, d in zip(item.rationale_mask, item.doc_mask, strict=True))
+    assert len(item.input_ids) == len(doc)  # CCI feeds the document only (causal: nothing later counts)
     # the rationale cut off by a short window: an all-zero mask (CCI skips it)
-    window = len(item.input_ids) - len(doc) + 2 + 1  # room for GEN/EOS and one document token ("the")
+    full = encode_qa(ex, tiny_tokenizer, 64, question="what is the sentiment of this review?").input_ids
+    window = len(full) - len(doc) + 2 + 1  # room for GEN/EOS and one document token ("the")
     cut = cci_item(ex, encode_qa(ex, tiny_tokenizer, window, question="what is the sentiment of this review?"))
     assert cut.truncated and not any(cut.rationale_mask)
 

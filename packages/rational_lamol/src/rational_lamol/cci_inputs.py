@@ -1,11 +1,12 @@
 """Examples → CCI inputs (Rational LAMOL §3; docs/algorithms.md §2 "Inputs to CCI").
 
-For each rationale-annotated example of the previous task the model reads the QA text
-``c q __ans__ a`` (no GEN, no EOS), encoded exactly as training encodes it
+For each rationale-annotated example of the previous task the model reads the document ``c`` of
+the QA text ``c q __ans__ a``, encoded exactly as training encodes it
 (:func:`rational_lamol.tasks.encode_qa`: the context is cut from its end, the question and
-answer never). Only the document's token positions are kept for CCI; a token is in the
-rationale when any of its characters comes from a rationale word
-(:func:`rationale_commons.alignment.word_mask_to_token_mask`).
+answer never). CCI reads the attention among the document's tokens only, and in a causal model
+those rows and columns do not depend on any later token, so ``q __ans__ a`` is not fed at all:
+the same maps for a shorter forward. A token is in the rationale when any of its characters comes
+from a rationale word (:func:`rationale_commons.alignment.word_mask_to_token_mask`).
 
 An example whose rationale lies wholly outside the kept window gets an all-zero rationale
 mask: :func:`rational_lamol.cci.identify_critical_components` counts it as skipped instead of
@@ -29,7 +30,8 @@ from rationale_commons.records import Example
 
 @dataclass
 class CCIItem:
-    """One example as CCI reads it: ids of ``c q __ans__ a``, and per-position 0/1 masks."""
+    """One example as CCI reads it: the ids of its document ``c`` (the start of ``c q __ans__ a``),
+    and per-position 0/1 masks."""
 
     id: str
     input_ids: list[int]
@@ -49,13 +51,13 @@ def cci_item(example: Example, enc: EncodedQA) -> CCIItem:
         raise ValueError(f"example {example.id!r} has no rationale")
     word_offsets = word_char_offsets(example.words)
     doc_tokens = word_mask_to_token_mask(example.rationale, word_offsets, enc.doc_offsets)  # (D,)
-    n = len(enc.input_ids)
+    n = enc.doc_end  # causal attention: nothing after the document changes its rows and columns
     doc_mask = [0] * n
     rationale_mask = [0] * n
     for k in range(enc.doc_start, enc.doc_end):
         doc_mask[k] = 1
         rationale_mask[k] = doc_tokens[k - enc.doc_start]
-    return CCIItem(id=example.id, input_ids=list(enc.input_ids), doc_mask=doc_mask,
+    return CCIItem(id=example.id, input_ids=list(enc.input_ids[:n]), doc_mask=doc_mask,
                    rationale_mask=rationale_mask, truncated=enc.truncated)
 
 
