@@ -62,6 +62,9 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                         "protocols/design_lr_floor", "docs/results/demo_design.md"),
     "task_baselines": ("what a config's tasks' labels alone give on their test splits: majority class, TF-IDF "
                        "logistic regression", "bench_task_baselines.py", "docs/results/lamol_protocol.md"),
+    "replay_quality": ("each task learned alone: its score against the majority class, and the share of "
+                       "well-formed pseudo-samples its model generates", "bench_replay_quality.py",
+                       "docs/results/paper_cpu.md"),
 }
 
 # The recorded commands name the machine's own paths; the index shows them from the repository root.
@@ -206,6 +209,8 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
                                     f"({d['model']['n_layer']}L d{d['model']['n_embd']})"),
     "design_lr_floor": lambda d: "; ".join(f"lr_floor {v}: {r['unlearned']} unlearned of {len(r['runs'])}, lowest diagonal "
                                            f"{r['lowest_diagonal']}, mean ACC {r['mean_acc']}" for v, r in d["variants"].items()),
+    "replay_quality": lambda d: "; ".join(f"{Path(v['config']).stem}: well-formed {100 * v['well_formed_share']:.0f}%, "
+                                          f"score - majority {v['score_minus_majority']:+.1f}" for v in d["variants"]),
     "task_baselines": lambda d: "; ".join(f"{task}: majority {row['majority']:.1f}%, TF-IDF {row['tfidf_logreg']:.1f}%"
                                           for task, row in d["tasks"].items()),
 }
