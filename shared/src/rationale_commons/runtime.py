@@ -83,6 +83,18 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MB (``None`` where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
 def _name_the_file(exc: BaseException, path: str | Path) -> None:
     """Give an OS error raised while writing ``path`` its file name when it has none (a failed
     ``write()``, e.g. disk full, carries none), so the one-line error says which file."""

@@ -8,7 +8,7 @@ Run dir layout (a contract other tools read)::
 
     config.json            the resolved config
     results.json           {"runs": [...]} (see results.py): deterministic, no wall-clock values
-    timings.json           wall-clock seconds and throughput of every run of results.json
+    timings.json           wall-clock seconds, throughput and peak memory of every run of results.json
     run.log                the log
     _shared/               tokenizer, task-1 checkpoints and baselines shared between methods
     <order>/seed<k>/<method>/
@@ -65,6 +65,7 @@ from rationale_commons.runtime import (
     is_complete,
     lock_run_dir,
     path_inside,
+    peak_rss_mb,
     read_json,
     seed_everything,
     write_json_atomic,
@@ -315,7 +316,7 @@ class Session:
             log.info("  scores %s", dict(zip(order, scores, strict=True)))
             now = time.perf_counter()
             record = {"dir": stage_name, "tasks": names, "scores": scores, "seconds": now - t0,
-                      "eval_seconds": now - t_eval, **learned.stats}
+                      "eval_seconds": now - t_eval, "peak_rss_mb": peak_rss_mb(), **learned.stats}
             if acc.is_main_process:
                 save_model(acc.unwrap_model(model), self.tokenizer, stage.stage_dir / "model")
                 write_json_atomic(stage.stage_dir / "stage.json", record)

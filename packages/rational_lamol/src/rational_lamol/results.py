@@ -23,7 +23,8 @@ from rationale_commons.runtime import write_json_atomic
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")
 #: keys whose values are wall-clock measurements: kept out of results.json
-TIMING_KEYS = frozenset({"seconds", "wall_seconds", "tokens_per_second", "eval_seconds", "cci_seconds"})
+TIMING_KEYS = frozenset({"seconds", "wall_seconds", "tokens_per_second", "eval_seconds", "cci_seconds",
+                         "peak_rss_mb"})
 
 
 def split_timings(obj: Any) -> tuple[Any, Any]:
