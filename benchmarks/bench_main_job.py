@@ -34,8 +34,8 @@ from pathlib import Path
 from common import command_line, result_path
 
 #: what a finished run leaves that --resume and the report need (models are retrained if missing)
-ARCHIVED = ("config.json", "results.json", "timings.json", "*/seed*/*/run.json", "*/seed*/*/timing.json",
-            "*/seed*/*/cci.json")
+ARCHIVED = ("config.json", "results.json", "timings.json", "task_baselines.json", "*/seed*/*/run.json",
+            "*/seed*/*/timing.json", "*/seed*/*/cci.json")  # task_baselines.json: the report's learnability check
 
 
 def archive_runs(run_dir: Path, archive: Path) -> None:

@@ -9,7 +9,13 @@ from typer.testing import CliRunner
 
 from rational_lamol.cli import app
 from rational_lamol.results import build_run_record, write_results
-from rational_lamol.stats import bootstrap_interval, compare, paired_differences, sign_test
+from rational_lamol.stats import (
+    binomial_upper_tail,
+    bootstrap_interval,
+    compare,
+    paired_differences,
+    sign_test,
+)
 from rationale_commons.errors import DataError
 
 
@@ -72,3 +78,38 @@ def test_report_writes_paired_comparisons(tmp_path):
     assert vs_control["mean_difference"] == 0 and vs_control["ties"] == 6 and vs_control["sign_test_p"] is None
     assert rows[("random-head", "lamol", "bwt")]["n_pairs"] == 6
     assert "Paired differences" in res.output and "Paired differences" in (tmp_path / "report.html").read_text()
+
+
+def test_binomial_upper_tail_matches_scipy():
+    from scipy.stats import binom  # scikit-learn's dependency: a test oracle only
+
+    for k, n, rate in [(51, 200, 0.25), (50, 60, 0.5), (31, 60, 0.5667), (3, 10, 0.9), (900, 1000, 0.5)]:
+        assert binomial_upper_tail(k, n, rate) == pytest.approx(binom.sf(k - 1, n, rate), rel=1e-9, abs=1e-300)
+    assert binomial_upper_tail(0, 10, 0.5) == 1.0 and binomial_upper_tail(4, 10, 0.0) == 0.0
+
+
+def test_report_names_the_tasks_a_method_never_learned(tmp_path):
+    """A diagonal no better than the majority class (binomial test) is flagged per run and task."""
+    records = [
+        build_run_record(method="lamol", seed=0, order=["a", "b"], rel_dir="a-b/seed0/lamol",
+                         rows=[[90.0, 0.0], [80.0, 26.0]], baseline=[0.0, 0.0]),  # b: 26% of 200 vs 25% majority
+        build_run_record(method="lamol", seed=0, order=["b", "a"], rel_dir="b-a/seed0/lamol",
+                         rows=[[95.0, 0.0], [70.0, 90.0]], baseline=[0.0, 0.0]),
+        build_run_record(method="multitask", seed=0, order=["a", "b"], rel_dir="a-b/seed0/multitask",
+                         rows=[[10.0, 10.0]], baseline=[0.0, 0.0]),  # one row: not judged
+    ]
+    write_results(tmp_path, records)
+    (tmp_path / "task_baselines.json").write_text(json.dumps({
+        "a": {"n_train": 100, "n_test": 200, "majority": 50.0, "tfidf_logreg": 80.0},
+        "b": {"n_train": 100, "n_test": 200, "majority": 25.0, "tfidf_logreg": 60.0}}))
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    unlearned = json.loads((tmp_path / "report.json").read_text())["unlearned"]
+    assert [(t["method"], t["task"], t["position"], t["order"]) for t in unlearned["tasks"]] == [
+        ("lamol", "b", 2, ["a", "b"])]
+    assert 0.05 < unlearned["tasks"][0]["p"] < 1
+    assert unlearned["warnings"] == [
+        "lamol: 1 of 2 run(s) left a task no better than its majority class right after training it; "
+        "e.g. b (task 2 of a -> b, seed 0): 26.0 vs majority 25.0"]
+    assert "warning: lamol: 1 of 2 run(s)" in res.output
+    assert "Tasks never learned" in (tmp_path / "report.html").read_text()

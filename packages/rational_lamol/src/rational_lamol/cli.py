@@ -131,6 +131,8 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
         summarize,
         task_baseline_rows,
         task_baselines_table,
+        unlearned_tasks,
+        unlearned_warnings,
         write_report,
     )
 
@@ -151,6 +153,8 @@ def _print_comparison_and_report(run_dirs: list[Path], out_html: Path) -> Path:
     baselines = task_baseline_rows(runs)
     if baselines:
         console.print(task_baselines_table(baselines))
+    for line in unlearned_warnings(unlearned_tasks(runs), runs):
+        typer.echo(f"warning: {line}")
     path = write_report(run_dirs, out_html)
     typer.echo(f"report: {path}")
     return path

@@ -281,13 +281,10 @@ def rationale_agreement_table(rows: Sequence[dict[str, Any]]) -> Any:
 def task_baseline_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Per task: the label baselines of its run dir (``task_baselines.json``, the first run dir that
     has one) and each method's mean final accuracy on it (after the last task of the order)."""
-    from rational_lamol.task_baselines import FILE_NAME
-
     baselines: dict[str, dict[str, Any]] = {}
-    for root in dict.fromkeys(run.root for run in runs):
-        if (root / FILE_NAME).is_file():
-            for task, row in read_json(root / FILE_NAME).items():
-                baselines.setdefault(task, row)
+    for rows in _task_baselines_by_root(runs).values():
+        for task, row in rows.items():
+            baselines.setdefault(task, row)
     finals: dict[tuple[str, str], list[float]] = defaultdict(list)
     for run in runs:
         order, matrix = run.record.get("order") or [], run.record.get("score_matrix") or []
@@ -298,6 +295,59 @@ def task_baseline_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return [{"task": task, **row,
              "final_accuracy": {m: round(statistics.fmean(finals[(task, m)]), 2) for m in methods if finals[(task, m)]}}
             for task, row in baselines.items()]
+
+
+def _task_baselines_by_root(runs: Sequence[Run]) -> dict[Path, dict[str, dict[str, Any]]]:
+    from rational_lamol.task_baselines import FILE_NAME
+
+    return {root: read_json(root / FILE_NAME) for root in dict.fromkeys(run.root for run in runs)
+            if (root / FILE_NAME).is_file()}
+
+
+def unlearned_tasks(runs: Sequence[Run], alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Every (run, task) whose score right after training it (the score matrix's diagonal) is not
+    above the task's majority class: a guesser at the majority rate gets as many of the test
+    examples right with probability ``p >= alpha`` (one-sided binomial test). Such a task was never
+    learned, so what a method keeps or forgets of it says nothing. Needs the run dir's
+    ``task_baselines.json``; ``multitask`` (one row) is left out."""
+    from rational_lamol.stats import binomial_upper_tail
+
+    baselines = _task_baselines_by_root(runs)
+    rows = []
+    for run in runs:
+        order, matrix = run.record.get("order") or [], run.record.get("score_matrix") or []
+        if len(matrix) != len(order) or run.root not in baselines:
+            continue
+        for position, task in enumerate(order):
+            base = baselines[run.root].get(task)
+            if base is None:
+                continue
+            score, n = float(matrix[position][position]), int(base["n_test"])
+            p = binomial_upper_tail(round(score * n / 100), n, float(base["majority"]) / 100)
+            if p >= alpha:
+                rows.append({"run_dir": str(run.root), "method": run.method, "seed": run.record["seed"],
+                             "order": order, "task": task, "position": position + 1, "score": score,
+                             "majority": float(base["majority"]), "n_test": n, "p": round(p, 4)})
+    return rows
+
+
+def unlearned_warnings(rows: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[str]:
+    """One line per method with unlearned tasks: how many of its runs, and the lowest such score."""
+    n_runs: dict[str, int] = defaultdict(int)
+    for run in runs:
+        n_runs[run.method] += 1
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_method[row["method"]].append(row)
+    lines = []
+    for method, group in by_method.items():
+        worst = min(group, key=lambda r: r["score"] - r["majority"])
+        runs_hit = len({(r["run_dir"], r["seed"], tuple(r["order"])) for r in group})
+        lines.append(f"{method}: {runs_hit} of {n_runs[method]} run(s) left a task no better than its majority class "
+                     f"right after training it; e.g. {worst['task']} (task {worst['position']} of "
+                     f"{' -> '.join(worst['order'])}, seed {worst['seed']}): {worst['score']:.1f} vs majority "
+                     f"{worst['majority']:.1f}")
+    return lines
 
 
 def _task_baseline_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -487,12 +537,22 @@ def _pseudo_quality_html(summary: Sequence[dict[str, Any]]) -> str:
             + (f"<ul><b>Warnings</b>{warnings}</ul>" if warnings else ""))
 
 
+def _unlearned_html(runs: Sequence[Run]) -> str:
+    lines = unlearned_warnings(unlearned_tasks(runs), runs)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return ("<h2>Tasks never learned</h2><ul>" + items + "</ul><p class='def'>A task's score right after "
+            "training it is no better than its majority class (one-sided binomial test, p ≥ 0.05): what a "
+            "method keeps or forgets of it says nothing.</p>")
+
+
 def render_html(runs: Sequence[Run], *, title: str = "Rational LAMOL report") -> str:
     rows = summarize(runs)
     sections = [f"<h1>{html.escape(title)}</h1>", "<h2>Comparison</h2>", _summary_html(rows),
                 _comparisons_html(paired_comparisons(runs)),
                 _pseudo_quality_html(pseudo_quality_summary(pseudo_quality_rows(runs))),
-                _task_baselines_html(task_baseline_rows(runs))]
+                _task_baselines_html(task_baseline_rows(runs)), _unlearned_html(runs)]
     sections.append("<h2>Score matrices</h2><div class='figs'>")
     sections += [f"<img src='{score_matrix_uri(run)}'>" for run in runs]
     sections.append("</div>")
@@ -541,6 +601,7 @@ def write_report(run_dirs: Sequence[str | Path], out_html: str | Path) -> Path:
                            "warnings": pseudo_quality_warnings(quality_summary)},
         "rationale_agreement": rationale_agreement(runs),
         "task_baselines": task_baseline_rows(runs),
+        "unlearned": {"tasks": (unlearned := unlearned_tasks(runs)), "warnings": unlearned_warnings(unlearned, runs)},
     })
     page = render_html(runs)
     with atomic_file(out_html) as tmp:

@@ -71,6 +71,22 @@ def sign_test(values: Sequence[float]) -> float | None:
     return min(1.0, 2 * tail)
 
 
+def binomial_upper_tail(successes: int, n: int, rate: float) -> float:
+    """P(X >= successes) for X ~ Binomial(n, rate): how likely a guesser right at ``rate`` does as
+    well. Summed in log space, so large n neither overflows nor underflows."""
+    if successes <= 0:
+        return 1.0
+    if rate <= 0.0:
+        return 0.0
+    if rate >= 1.0:
+        return 1.0
+    log_p, log_q = math.log(rate), math.log1p(-rate)
+    terms = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p + (n - k) * log_q
+             for k in range(successes, n + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
 def compare(records: Sequence[Mapping[str, Any]], method: str, reference: str, metric: str) -> dict[str, Any]:
     """One row of the comparison table."""
     diffs = paired_differences(records, method, reference, metric)
