@@ -195,7 +195,9 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "gpu_paper": headline_gpu_paper,
     "cci_ties": lambda d: (f"{d['tied']} of {d['examples']} examples tied at their lowest block score, "
                            f"{d['tied_at_1']} of them at 1.0"),
-    "cheap_probe": lambda d: f"{d['runs']} runs; default share by the rule: {d['default_share_by_the_rule']}",
+    # the folder also holds the protocol's bench_main_job summary (main_job.json)
+    "cheap_probe": lambda d: headline_main_job(d) if "per_run" in d else
+    f"{d['runs']} runs; default share by the rule: {d['default_share_by_the_rule']}",
     "cci_transition": lambda d: "; ".join(
         f"{level}: {row['s_per_example']:.2f} s/example ({100 * row['forward_share']:.0f}% forward), "
         f"{row['transition_of_200_minutes']} min per 200-example transition" for level, row in d["levels"].items()
