@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from rational_lamol.config import load_config
 from rational_lamol.evaluate import evaluate_task
+from rational_lamol.modeling import load_saved
 from rational_lamol.tasks import load_tasks, special_ids
+from rationale_commons.errors import DataError
 
 
 def main() -> None:
@@ -30,8 +30,10 @@ def main() -> None:
     tasks = load_tasks(config)
     if args.task not in tasks:
         raise SystemExit(f"diagnose_answers: no task {args.task!r} in {args.config} (tasks: {', '.join(tasks)})")
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model)
+    try:
+        model, tokenizer = load_saved(args.model)  # safetensors only: never a pickle from a handed-in folder
+    except DataError as exc:
+        raise SystemExit(f"diagnose_answers: {exc}") from None
     ids = special_ids(tokenizer, [t.name for t in config.tasks], shared_gen=config.training.gen_token == "shared")
     for split in args.splits.split(","):
         score, answers = evaluate_task(model, tokenizer, tasks[args.task], ids, max_length=config.model.max_length,

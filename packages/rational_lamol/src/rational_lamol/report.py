@@ -14,7 +14,7 @@ import html
 import io
 import json
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,9 +333,7 @@ def unlearned_tasks(runs: Sequence[Run], alpha: float = 0.05) -> list[dict[str, 
 
 def unlearned_warnings(rows: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[str]:
     """One line per method with unlearned tasks: how many of its runs, and the lowest such score."""
-    n_runs: dict[str, int] = defaultdict(int)
-    for run in runs:
-        n_runs[run.method] += 1
+    n_runs = Counter(run.method for run in runs)
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_method[row["method"]].append(row)
