@@ -1,7 +1,7 @@
 """InvRat as a new user gets it, on ERASER tasks, under a protocol fixed before it ran (issue 21).
 
 For each seed of the protocol, then each of its datasets, the user's three commands (the recipe of
-``invrat train``, its rationales of the test split, and ``invrat evaluate``'s scores beside a
+``invrat train``, its rationales of the test split (or the protocol's ``split``), and ``invrat evaluate``'s scores beside a
 random and a first-k selection of as many words, a full-text TF-IDF logistic regression and the
 majority class; invrat/baselines.py):
 
@@ -16,6 +16,8 @@ A seed whose scores exist is not run again, and a killed training continues (``-
 same command continues an unfinished protocol. After every seed, ``<results>/<task>.json`` holds
 every finished seed (scores, baselines, kept epoch, commands, seconds, load), their mean and the
 protocol's reading rule applied to it; ``--table`` prints the docs' tables from those files.
+A design protocol names a ``control`` (another protocol's result folder): each file then compares
+the kept models' dev accuracy with the control's on the same seeds.
 """
 
 from __future__ import annotations
@@ -61,20 +63,20 @@ def invrat(args: list[str], env: dict[str, str]) -> dict[str, Any]:
             "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
-def run_seed(data: Path, run: Path, options: list[str], seed: int, env: dict[str, str]) -> dict[str, Any]:
-    """Train (or continue), rationalize and evaluate one seed; the record of its three commands."""
-    results, scores = run / "test_results.jsonl", run / "test_scores.json"
+def run_seed(data: Path, run: Path, options: list[str], seed: int, env: dict[str, str], split: str) -> dict[str, Any]:
+    """Train (or continue), rationalize and evaluate one seed on ``split``; the record of its three commands."""
+    results, scores = run / f"{split}_results.jsonl", run / f"{split}_scores.json"
     steps = [
         ["train", shown(data), "--out", shown(run), "--resume", *options, "--seed", str(seed)],
-        ["rationalize", shown(run), shown(data), "--split", "test", "--out", shown(results), "--format", "results"],
-        ["evaluate", shown(results), "--gold", shown(data), "--run", shown(run), "--json", shown(scores)],
+        ["rationalize", shown(run), shown(data), "--split", split, "--out", shown(results), "--format", "results"],
+        ["evaluate", shown(results), "--gold", shown(data), "--split", split, "--run", shown(run), "--json", shown(scores)],
     ]
     return {"steps": [invrat(step, env) for step in steps]}
 
 
-def seed_record(run: Path, steps: dict[str, Any]) -> dict[str, Any]:
+def seed_record(run: Path, steps: dict[str, Any], split: str) -> dict[str, Any]:
     """One finished seed: what the recipe chose, the kept epoch, every score and baseline."""
-    report = json.loads((run / "test_scores.json").read_text())
+    report = json.loads((run / f"{split}_scores.json").read_text())
     config = json.loads((run / "config.json").read_text())
     selection = json.loads((run / "selection.json").read_text())
     envs = json.loads((run / "envs.json").read_text())
@@ -119,16 +121,22 @@ def reading(mean: dict[str, Any], task: str) -> dict[str, bool]:
 
 def table(results: Path, tasks: list[str]) -> list[str]:
     """The docs' tables, from the result files: the seeds' mean beside every baseline, then each seed."""
-    rows = ["| test split | metric | InvRat | random, as many words | first k words | full-text TF-IDF | majority class | reading |",
+    rows = ["| split | metric | InvRat | random, as many words | first k words | full-text TF-IDF | majority class | reading |",
             "|---|---|---|---|---|---|---|---|"]
-    seeds = ["| test split | seed | kept epoch (dev acc) | token F1 | AUPRC | IOU F1 | accuracy | macro F1 | train s |",
+    seeds = ["| split | seed | kept epoch (dev acc) | token F1 | AUPRC | IOU F1 | accuracy | macro F1 | train s |",
              "|---|---|---|---|---|---|---|---|---|"]
+    design = ["| dataset | seeds | kept dev accuracy, mean | the control's, same seeds | majority class | reading |",
+              "|---|---|---|---|---|---|"]
     for task in tasks:
         if not (results / f"{task}.json").is_file():
             continue
         d = json.loads((results / f"{task}.json").read_text())
         m = d["mean"]
-        name = f"{task} (seeds {', '.join(map(str, d['seeds_done']))})"
+        name = f"{task} {d.get('split', 'test')} (seeds {', '.join(map(str, d['seeds_done']))})"
+        if "against_control" in d:
+            c = d["against_control"]
+            design.append(f"| {task} | {c['seeds']} | {c['dev_acc']:.3f} | {c['control_dev_acc']:.3f} | "
+                          f"{c['majority_dev_acc']:.3f} | {'above both' if c['dev_acc_above_control_and_majority'] else '**not above both**'} |")
         verdicts = {k: "above both" if d["reading"][f"{k}_above_random_and_first_k"] else "**loses**"
                     for k in ("token_f1", "auprc")}
         gap = 100 * (m["invrat"]["accuracy"] - m["tfidf_logreg"]["accuracy"])
@@ -146,17 +154,35 @@ def table(results: Path, tasks: list[str]) -> list[str]:
             seeds.append(f"| {task} | {seed} | {r['kept']['epoch']} ({r['kept']['dev_acc']:.3f}) | {i['token_f1']:.3f} | "
                          f"{i['auprc']:.3f} | {i['iou_f1']:.3f} | {i['accuracy']:.3f} | {i['macro_f1']:.3f} | "
                          f"{r['train_seconds_all_epochs']:.0f} |")
+    if len(design) > 2:
+        seeds += ["", *design]
     return [*rows, "", *seeds]
+
+
+def against_control(seeds: dict[str, dict[str, Any]], control_file: Path) -> dict[str, Any]:
+    """A design protocol's comparison: the kept model's dev accuracy (labels only, what a user can
+    see) against the control protocol's on the same seeds."""
+    control = json.loads(control_file.read_text())["seeds"]
+    same = [s for s in seeds if s in control]
+    ours = statistics.fmean(seeds[s]["kept"]["dev_acc"] for s in same)
+    theirs = statistics.fmean(control[s]["kept"]["dev_acc"] for s in same)
+    majority = statistics.fmean(seeds[s]["baselines"]["majority_accuracy"] for s in same)
+    return {"control": shown(control_file), "seeds": [int(s) for s in same], "dev_acc": round(ours, 4),
+            "control_dev_acc": round(theirs, 4), "majority_dev_acc": round(majority, 4),
+            "dev_acc_above_control_and_majority": ours > max(theirs, majority)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", type=Path, default=BENCHMARKS / "protocols" / "invrat_eraser.toml")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "invrat-eraser-protocol", help="run dirs: OUT/<task>/seed<S>")
-    parser.add_argument("--results", type=Path, default=RESULTS / "invrat_eraser_protocol")
+    parser.add_argument("--out", type=Path, help="run dirs: OUT/<task>/seed<S> (default: the protocol's `runs`)")
+    parser.add_argument("--results", type=Path, help="result files (default: the protocol's `results`)")
     parser.add_argument("--table", action="store_true", help="run nothing: print the tables of the result files")
     args = parser.parse_args()
     protocol = tomllib.loads(args.protocol.read_text(encoding="utf-8"))
+    args.out = args.out or REPO / protocol.get("runs", "runs/invrat-eraser-protocol")
+    args.results = args.results or RESULTS / protocol.get("results", "invrat_eraser_protocol")
+    split = protocol.get("split", "test")
     if args.table:
         print("\n".join(table(args.results, [d["name"] for d in protocol["datasets"]])))
         return
@@ -167,18 +193,21 @@ def main() -> None:
             task, data = dataset["name"], SHARED_DATA / dataset["data"]
             run = (args.out / task / f"seed{seed}").resolve()
             steps_file = run / "protocol_steps.json"  # the commands' record, kept for a later invocation
-            if not (run / "test_scores.json").is_file():
+            if not (run / f"{split}_scores.json").is_file():
                 print(f"== {task} seed {seed}", flush=True)
-                steps = run_seed(data, run, [*protocol["options"], *dataset["options"]], seed, env)
+                steps = run_seed(data, run, [*protocol["options"], *dataset["options"]], seed, env, split)
                 write_json_atomic(steps_file, steps)
-            records[task][str(seed)] = seed_record(run, json.loads(steps_file.read_text()))
+            records[task][str(seed)] = seed_record(run, json.loads(steps_file.read_text()), split)
             write_task(args.results / f"{task}.json", task, records[task], protocol, args.protocol)
 
 
 def write_task(path: Path, task: str, seeds: dict[str, dict[str, Any]], protocol: dict[str, Any], protocol_path: Path) -> None:
     mean = mean_of(list(seeds.values()))
+    split = protocol.get("split", "test")
+    design = {"against_control": against_control(seeds, REPO / protocol["control"] / f"{task}.json")} if "control" in protocol else {}
     write_json_atomic(path, {
-        "benchmark": f"invrat's recipe on ERASER {task} (test split), trained from labels only, under a fixed protocol",
+        "benchmark": f"invrat's recipe on ERASER {task} ({split} split), trained from labels only, under a fixed protocol",
+        "split": split,
         "command": f"python benchmarks/bench_invrat_eraser_protocol.py --protocol {shown(protocol_path.resolve())}",
         "protocol": {"file": shown(protocol_path.resolve()), "seeds": protocol["seeds"], "threads": protocol["threads"],
                      "env": protocol.get("env", {})},
@@ -186,6 +215,7 @@ def write_task(path: Path, task: str, seeds: dict[str, dict[str, Any]], protocol
         "mean": mean,
         "reading": reading(mean, task),
         "reference": ERASER_TABLE3_MOVIES if task == "movies" else None,
+        **design,
         "seeds": seeds,
         "machine": machine_info("cpu") | {"threads": protocol["threads"]},
     })

@@ -36,6 +36,9 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "invrat_eraser_protocol": ("InvRat as a new user gets it (`invrat train`'s recipe) on ERASER test splits, under a "
                                "protocol fixed before it ran, beside random / first-k selections, TF-IDF and the majority class",
                                "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
+    "invrat_recipe_design": ("a design protocol for the recipe, on ERASER dev splits: the players' word features "
+                             "(GloVe against the recipe's MiniLM), read by dev accuracy against the recipe's",
+                             "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
     "invrat_label_ceiling": ("InvRat's f_i alone on whole Movies reviews (no rationale): the label ceiling",
                              "bench_invrat_label_ceiling.py", "docs/results/invrat_eraser.md"),
     "invrat_rationalize": ("`Rationalizer` throughput on ERASER Movies reviews",
@@ -187,6 +190,7 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "invrat_game_optimum": headline_game,
     "invrat_eraser": headline_eraser,
     "invrat_eraser_protocol": headline_eraser_protocol,
+    "invrat_recipe_design": headline_eraser_protocol,
     "invrat_label_ceiling": lambda d: f"test macro F1 {d['test']['macro_f1']:.3f} (kept epoch {d['selected_epoch']})",
     "invrat_rationalize": lambda d: f"{d['docs_per_minute']:,.0f} documents/minute on {d['threads']} thread(s)",
     "cci": headline_cci,

@@ -65,4 +65,26 @@ def test_protocol_runs_each_seed_once_and_writes_the_table(tmp_path: Path) -> No
     assert again.returncode == 0 and "== " not in again.stdout, again.stderr  # every seed is done
     assert json.loads((tmp_path / "results" / "movies.json").read_text())["seeds"] == movies["seeds"]
     printed = subprocess.run([*command, "--table"], env=env, capture_output=True, text=True, timeout=600)
-    assert "| movies (seeds 0, 1) | token_f1 |" in printed.stdout and "| scifact | 1 |" in printed.stdout, printed.stderr
+    assert "| movies test (seeds 0, 1) | token_f1 |" in printed.stdout and "| scifact | 1 |" in printed.stdout, printed.stderr
+
+
+def test_a_design_protocol_scores_the_dev_split_against_its_control(tmp_path: Path) -> None:
+    splits = make_task("sentiment", seed=0, n_train=30, n_val=8, n_test=8, doc_words=(10, 16))
+    write_eraser(splits.model_copy(update={"name": "movies"}), tmp_path / "data" / "eraser" / "movies")
+    control = tmp_path / "control"
+    control.mkdir()  # a control protocol's result file: only its kept models' dev accuracy is read
+    (control / "movies.json").write_text(json.dumps({"seeds": {"0": {"kept": {"dev_acc": 0.25}}}}))
+    design = PROTOCOL.split("[[datasets]]")[0].replace("seeds = [0, 1]", "seeds = [0]") + (
+        f'split = "val"\ncontrol = "{control}"\nruns = "{tmp_path / "runs"}"\nresults = "{tmp_path / "results"}"\n'
+        '[[datasets]]\nname = "movies"\ndata = "eraser/movies"\noptions = []\n')
+    (tmp_path / "design.toml").write_text(design)
+    env = {**os.environ, "RATIONALE_SHARED_DATA": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--protocol", str(tmp_path / "design.toml")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs" / "movies" / "seed0" / "val_scores.json").is_file()
+    movies = json.loads((tmp_path / "results" / "movies.json").read_text())
+    assert movies["split"] == "val" and "--split val" in movies["seeds"]["0"]["steps"][2]["command"]
+    versus = movies["against_control"]
+    assert versus["control_dev_acc"] == 0.25 and versus["dev_acc"] == movies["seeds"]["0"]["kept"]["dev_acc"]
+    assert versus["dev_acc_above_control_and_majority"] == (versus["dev_acc"] > max(0.25, versus["majority_dev_acc"]))
