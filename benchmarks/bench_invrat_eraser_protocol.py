@@ -168,7 +168,7 @@ def against_control(seeds: dict[str, dict[str, Any]], control_file: Path) -> dic
     theirs = statistics.fmean(control[s]["kept"]["dev_acc"] for s in same)
     majority = statistics.fmean(seeds[s]["baselines"]["majority_accuracy"] for s in same)
     return {"control": shown(control_file), "seeds": [int(s) for s in same], "dev_acc": round(ours, 4),
-            "control_dev_acc": round(theirs, 4), "majority_dev_acc": round(majority, 4),
+            "control_dev_acc": round(theirs, 4), "difference": round(ours - theirs, 4), "majority_dev_acc": round(majority, 4),
             "dev_acc_above_control_and_majority": ours > max(theirs, majority)}
 
 

@@ -39,6 +39,9 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "invrat_recipe_design": ("a design protocol for the recipe, on ERASER dev splits: the players' word features "
                              "(GloVe against the recipe's MiniLM), read by dev accuracy against the recipe's",
                              "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
+    "invrat_recipe_design_bow": ("a design protocol for the recipe, on ERASER dev splits: bag-of-words predictors "
+                                 "against the recipe's BiGRU, read by dev accuracy against the recipe's",
+                                 "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
     "invrat_label_ceiling": ("InvRat's f_i alone on whole Movies reviews (no rationale): the label ceiling",
                              "bench_invrat_label_ceiling.py", "docs/results/invrat_eraser.md"),
     "invrat_rationalize": ("`Rationalizer` throughput on ERASER Movies reviews",
@@ -191,6 +194,7 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "invrat_eraser": headline_eraser,
     "invrat_eraser_protocol": headline_eraser_protocol,
     "invrat_recipe_design": headline_eraser_protocol,
+    "invrat_recipe_design_bow": headline_eraser_protocol,
     "invrat_label_ceiling": lambda d: f"test macro F1 {d['test']['macro_f1']:.3f} (kept epoch {d['selected_epoch']})",
     "invrat_rationalize": lambda d: f"{d['docs_per_minute']:,.0f} documents/minute on {d['threads']} thread(s)",
     "cci": headline_cci,

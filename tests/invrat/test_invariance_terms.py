@@ -59,13 +59,17 @@ def _grad_of_difference(players, config, batch) -> torch.Tensor:
     return torch.cat([g.flatten() for g in torch.autograd.grad(diff, params)])
 
 
-@pytest.mark.parametrize("env_residual", [False, True])
-def test_generator_penalty_is_plus_li_minus_le_through_both(env_residual):
-    config = _config(env_residual=env_residual)
+@pytest.mark.parametrize(("env_residual", "predictor"), [(False, "bigru"), (True, "bigru"), (False, "bag_of_words")])
+def test_generator_penalty_is_plus_li_minus_le_through_both(env_residual, predictor):
+    config = _config(env_residual=env_residual, predictor=predictor)
     torch.manual_seed(0)
     players = build_players(config, VOCAB, LABELS, ENVS, None)
     if env_residual:  # f_e's correction starts at zero; give it weights so L_e differs from L_i
         torch.nn.init.normal_(players["fe"].head.weight)
+    if predictor == "bag_of_words":  # zero-initialised tables: give them weights so both losses move with z
+        for name in ("fi", "fe"):
+            for param in players[name].parameters():
+                torch.nn.init.normal_(param)
     batch = _batch()
     g0, g1, g2 = (_generator_grad(players, config, batch, lam) for lam in (0.0, 1.0, 2.0))
     slope = g2 - g1
@@ -75,9 +79,10 @@ def test_generator_penalty_is_plus_li_minus_le_through_both(env_residual):
     assert torch.allclose(slope, expected, atol=1e-5)
 
 
-def test_environment_aware_predictor_reads_the_environment():
+@pytest.mark.parametrize("predictor", ["bigru", "bag_of_words"])
+def test_environment_aware_predictor_reads_the_environment(predictor):
     """Same tokens, label = environment: only a predictor that sees the environment can fit it."""
-    config = _config()
+    config = _config(predictor=predictor)
     torch.manual_seed(0)
     players = build_players(config, VOCAB, LABELS, ENVS, None)
     items = [Encoded(ids=[5, 6, 7, 8], n_doc=4)] * 8

@@ -115,7 +115,7 @@ def test_flat_keys_load_into_their_sections() -> None:
     cfg = InvRatConfig.model_validate(nested)
     assert cfg.flat() == {**InvRatConfig().flat(), **flat}
     assert InvRatConfig.model_validate(cfg.flat()) == cfg  # an old run dir's flat config.json
-    assert len(FLAT_KEYS) == len(cfg.flat()) == 52
+    assert len(FLAT_KEYS) == len(cfg.flat()) == 54
     assert cfg.model_copy(update={"epochs": 5}).game.epochs == 5 and cfg.model_copy(update={"epochs": 5}).players.hidden_dim == 8
     assert merge_settings(nested, {"epochs": 4})["game"] == {"epochs": 4, "selection": "top_alpha"}
     with pytest.raises(ValidationError, match="bogus"):

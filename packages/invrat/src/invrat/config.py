@@ -101,6 +101,24 @@ class PlayersConfig(_Section):
             "false keeps the reference's document-then-query sequence alone, whose scores barely move with the query."
         ),
     )
+    predictor: Literal["bigru", "bag_of_words"] = Field(
+        "bigru",
+        description=(
+            "bigru: the paper's predictors, a bidirectional GRU over the shown words' vectors, max-pooled; "
+            "bag_of_words: a learned weight per (word, label) summed over the shown words (f_e: plus a weight per "
+            "environment, word and label), a logistic regression on counts that learns a label in a few epochs "
+            "(not in the paper; see invrat/model.py BagOfWords). The generator keeps its GRU and word features."
+        ),
+    )
+    bag_of_words_lr: float = Field(
+        0.03,
+        gt=0.0,
+        description=(
+            "bag_of_words: the predictors' Adam learning rate (game.lr stays the generator's). Their weight tables "
+            "start at zero, and at the GRU's 1e-3 a word's logit moves 1e-3 per step: hundreds of steps before the "
+            "predictor reads any label."
+        ),
+    )
     hidden_dim: int = Field(64, ge=1, description="GRU hidden size per direction. CPU-sized (reference 100-200).")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings and GRU outputs while training.")
 

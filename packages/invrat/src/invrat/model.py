@@ -188,6 +188,47 @@ class Predictor(nn.Module):
         return self.head(pooled)  # (B, C)
 
 
+class BagOfWords(nn.Module):
+    """f_i (``n_envs == 0``) or f_e as a linear model of the words shown (``players.predictor =
+    "bag_of_words"``): a learned weight per (word, label), summed over the selected words and the
+    always-visible query; f_e adds a weight per (environment, word, label) and a bias per
+    environment. A logistic regression on counts learns a label in a few epochs where a GRU over
+    frozen vectors needs many, and the generator's straight-through gradient for a word is that
+    word's weight: it is pushed toward the words that carry the label, and cannot pass the label
+    through where, or how many, words are selected (a sum has no order; the budget fixes the count).
+    Not in the paper, whose predictors are RNNs.
+    """
+
+    def __init__(self, vocab_size: int, n_labels: int, n_envs: int) -> None:
+        super().__init__()
+        self.vocab_size, self.n_envs = vocab_size, n_envs
+        self.weights = nn.Embedding(vocab_size, n_labels)
+        self.env_weights = nn.Embedding(vocab_size * n_envs, n_labels) if n_envs else None
+        self.bias = nn.Embedding(max(1, n_envs), n_labels)  # per environment (f_i: one row)
+        for table in (self.weights, self.env_weights, self.bias):
+            if table is not None:
+                nn.init.zeros_(table.weight)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        lengths: torch.Tensor,
+        z: torch.Tensor,
+        real_mask: torch.Tensor,
+        envs: torch.Tensor | None = None,
+        query_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        w = self.weights(ids)  # (B, T, C)
+        env = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+        if self.env_weights is not None:
+            if envs is None:
+                raise ValueError("the environment-aware predictor needs envs")
+            env = envs
+            w = w + self.env_weights(envs.unsqueeze(1) * self.vocab_size + ids)
+        shown = (z * real_mask).unsqueeze(-1).to(w.dtype)  # (B, T, 1)
+        return (w * shown).sum(dim=1) + self.bias(env)  # (B, C)
+
+
 def select(
     logits: torch.Tensor,
     doc_mask: torch.Tensor,
@@ -275,21 +316,27 @@ def build_players(
     def emb() -> WordFeatures:
         return make_embedding(vocab_size, dim, init, freeze=config.players.freeze_embeddings)
 
-    fi = Predictor(emb(), config.players.hidden_dim, n_labels, 0, config.players.dropout, query_aware=query_aware)
+    def predictor(n_envs: int) -> nn.Module:
+        if config.players.predictor == "bag_of_words":
+            return BagOfWords(vocab_size, n_labels, n_envs)
+        return Predictor(emb(), config.players.hidden_dim, n_labels, n_envs, config.players.dropout, query_aware=query_aware)
+
+    fi = predictor(0)
     if config.players.embedding == "minilm_cached":
         g_embedding = None
-    else:
-        g_embedding = fi.embedding if config.players.share_embeddings else emb()
+    elif isinstance(fi, Predictor) and config.players.share_embeddings:
+        g_embedding = fi.embedding
+    else:  # not shared, or f_i has no word vectors to share (bag of words)
+        g_embedding = emb()
     players = nn.ModuleDict(
         {
             "g": Generator(g_embedding, config.players.hidden_dim, config.players.dropout, config.game.alpha,
                            query_aware=query_aware, feature_dim=dim),
             "fi": fi,
-            "fe": Predictor(emb(), config.players.hidden_dim, n_labels, max(1, n_envs), config.players.dropout,
-                            query_aware=query_aware),
+            "fe": predictor(max(1, n_envs)),
         }
     )
-    if config.experimental.env_residual:  # a correction to f_i's logits that starts at none
+    if config.experimental.env_residual and isinstance(players["fe"], Predictor):  # a correction to f_i's logits that starts at none
         nn.init.zeros_(players["fe"].head.weight)
         nn.init.zeros_(players["fe"].head.bias)
     return players

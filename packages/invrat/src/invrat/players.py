@@ -23,10 +23,17 @@ def own_parameters(players: nn.ModuleDict, name: str) -> list[nn.Parameter]:
     return params
 
 
+def learning_rate(player: str, config: InvRatConfig) -> float:
+    """``game.lr``, except for bag-of-words predictors (``players.bag_of_words_lr``)."""
+    if player != "g" and config.players.predictor == "bag_of_words":
+        return config.players.bag_of_words_lr
+    return config.game.lr
+
+
 def optimizers(players: nn.ModuleDict, config: InvRatConfig) -> dict[str, torch.optim.Optimizer]:
     """One Adam per player, over that player's own parameters."""
     return {
-        name: torch.optim.Adam(own_parameters(players, name), lr=config.game.lr, weight_decay=config.game.weight_decay)
+        name: torch.optim.Adam(own_parameters(players, name), lr=learning_rate(name, config), weight_decay=config.game.weight_decay)
         for name in PLAYERS
     }
 
