@@ -147,15 +147,19 @@ def test_long_sequences_are_encoded_in_windows_not_cut(tmp_path: Path, encoder_l
     torch.testing.assert_close(whole.float(), in_loop, rtol=2e-3, atol=2e-3)
 
 
-def test_the_recipe_reads_real_text_through_cached_minilm(monkeypatch: pytest.MonkeyPatch,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_the_recipe_reads_real_text_through_glove_then_cached_minilm(monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     assert embedding_for(REAL_TEXT_WORDS - 1, minilm=True, glove=True) == ("scratch", None)
-    assert embedding_for(REAL_TEXT_WORDS, minilm=True, glove=False) == ("minilm_cached", None)
-    assert embedding_for(REAL_TEXT_WORDS, minilm=False, glove=True)[0] == "glove_package"
+    assert embedding_for(REAL_TEXT_WORDS, minilm=True, glove=True) == ("glove_package", None)
+    embedding, note = embedding_for(REAL_TEXT_WORDS, minilm=True, glove=False)
+    assert embedding == "minilm_cached" and "pip install 'invrat[glove]'" in note
     embedding, note = embedding_for(REAL_TEXT_WORDS, minilm=False, glove=False)
-    assert embedding == "scratch" and "pip install 'invrat[minilm]'" in note
+    assert embedding == "scratch" and "pip install 'invrat[glove]'" in note
 
     real = make_task("sentiment", seed=0, n_train=200, n_val=4, n_test=4, doc_words=(100, 110)).train
+    monkeypatch.setattr(recipe_module, "glove_installed", lambda: True)
+    assert recipe_config(InvRatConfig(), real).players.embedding == "glove_package"
+    monkeypatch.setattr(recipe_module, "glove_installed", lambda: False)
     monkeypatch.setattr(recipe_module, "minilm_installed", lambda: True)
     assert recipe_config(InvRatConfig(), real).players.embedding == "minilm_cached"
     assert recipe_config(InvRatConfig(), SPLITS.train).players.embedding == "scratch"  # tiny data
@@ -164,10 +168,11 @@ def test_the_recipe_reads_real_text_through_cached_minilm(monkeypatch: pytest.Mo
         assert recipe_config(config, real).players.embedding == config.players.embedding
     monkeypatch.setattr(recipe_module, "minilm_installed", lambda: False)
     monkeypatch.setattr(recipe_module, "glove_installed", lambda: False)
+    caplog.clear()
     with caplog.at_level("WARNING", logger="invrat"):
         assert recipe_config(InvRatConfig(), real).players.embedding == "scratch"
     [record] = caplog.records
-    assert record.getMessage().startswith("invrat: note: MiniLM is not installed")
+    assert record.getMessage().startswith("invrat: note: GloVe is not installed")
 
 
 def test_the_packaged_minilm_features(tmp_path: Path) -> None:

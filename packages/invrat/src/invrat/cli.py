@@ -126,8 +126,8 @@ def train(
     """Train InvRat on DATA's train split (val selects the model) and write RUN_DIR.
 
     Keys the config leaves unset get the recipe for new data (invrat/recipe.py): top-alpha selection
-    in training and output, no logistic noise, alpha from the median document length, and MiniLM's
-    features computed once (minilm_cached) for real text when invrat[minilm] is installed."""
+    in training and output, no logistic noise, alpha from the median document length, and frozen
+    GloVe vectors (glove_package) for real text when invrat[glove] is installed."""
     from invrat.config import load_config
     from invrat.data import train_and_dev
     from invrat.data_spec import DataSpec, save_spec

@@ -10,9 +10,13 @@ config and options leave unset:
   draw unless the logits are far apart, and the predictors then train on near-random masks;
 - ``alpha`` = :func:`alpha_for_length` of the median training document length;
 - ``embedding`` = :func:`embedding_for` the amount of training text (unless ``embedding``,
-  ``embedding_dim`` or ``glove_path`` is set): for real text MiniLM's features computed once
-  (``minilm_cached``) when the package is installed, else GloVe or scratch with a one-line note;
-  on tiny data (tests, toy sets) word vectors trained from scratch, which cost nothing to set up.
+  ``embedding_dim`` or ``glove_path`` is set): for real text frozen GloVe 6B 50d
+  (``glove_package``) when the package is installed, else MiniLM's features computed once
+  (``minilm_cached``), else scratch, with a one-line note; on tiny data (tests, toy sets) word
+  vectors trained from scratch, which cost nothing to set up. GloVe replaced MiniLM on 2026-12-03
+  by a design protocol on ERASER's dev splits (benchmarks/protocols/invrat_recipe_design.toml;
+  docs/results/invrat_eraser.md): its rule chose GloVe, on margins within sampling noise, and GloVe
+  costs no encoder pass.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ log = logging.getLogger("invrat")
 #: (section, field) -> the value the recipe gives it when the user has not.
 FIXED = {("game", "selection"): "top_alpha", ("experimental", "train_selection"): "top_alpha", ("game", "gumbel"): False}
 #: Training words (within max_len) from which data counts as real text. Below it (tests, toy data)
-#: encoding the text with MiniLM would take longer than the game takes to train.
+#: reading pretrained vectors would take longer than the game takes to train.
 REAL_TEXT_WORDS = 20_000
 #: The players' fields that choose their word features: the recipe leaves all three alone when one is set.
 EMBEDDING_FIELDS = ("embedding", "embedding_dim", "glove_path")
@@ -48,13 +52,13 @@ def alpha_for_length(words: float) -> float:
 
 def embedding_for(train_words: int, *, minilm: bool, glove: bool) -> tuple[str, str | None]:
     """The word features for ``train_words`` words of training text, given which packages are
-    installed, and a note when MiniLM would have been chosen but is missing."""
+    installed, and a note when GloVe would have been chosen but is missing."""
     if train_words < REAL_TEXT_WORDS:
         return "scratch", None
-    if minilm:
-        return "minilm_cached", None
-    embedding, what = ("glove_package", "GloVe 6B 50d") if glove else ("scratch", "word vectors trained from scratch")
-    return embedding, f"MiniLM is not installed (pip install 'invrat[minilm]'), so the players read {what}"
+    if glove:
+        return "glove_package", None
+    embedding, what = ("minilm_cached", "MiniLM's features") if minilm else ("scratch", "word vectors trained from scratch")
+    return embedding, f"GloVe is not installed (pip install 'invrat[glove]'), so the players read {what}"
 
 
 def _is_set(config: InvRatConfig, section: str, name: str) -> bool:
