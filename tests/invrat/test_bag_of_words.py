@@ -11,6 +11,8 @@ import torch
 from invrat.config import InvRatConfig
 from invrat.game import train_invrat
 from invrat.model import build_players
+from invrat.rationalize import rationalize
+from invrat.trained_run import load_run
 from rationale_commons.synthetic import make_task
 
 
@@ -42,3 +44,8 @@ def test_the_game_with_bag_of_words_predictors_finds_the_planted_words(tmp_path:
     last = epochs[-1]
     # 3 planted words in 20-40: a random 10% scores token F1 about 0.1, and the label is at chance (0.5)
     assert last["dev_acc"] >= 0.9 and last["dev_token_f1_truncated"] >= 0.4, last
+
+    run = load_run(tmp_path / "run")  # the run dir reads back as bag-of-words players
+    assert type(run.players["fi"]).__name__ == "BagOfWords"
+    rationales = rationalize(tmp_path / "run", splits.test)
+    assert len(rationales) == len(splits.test) and all(sum(r.mask) > 0 for r in rationales)

@@ -65,7 +65,10 @@ def _load_players(path: Path, config: InvRatConfig, vocab: Vocab, n_labels: int)
     query_aware = is_query_aware(state)
     try:  # word vector size, whatever its source (a query-aware player reads one more feature)
         dim = state["g.encoder.forward_gru.weight_ih_l0"].shape[1] - int(query_aware)
-        n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - dim - int(query_aware)
+        if config.players.predictor == "bag_of_words":  # one bias row per environment
+            n_envs = state["fe.bias.weight"].shape[0]
+        else:
+            n_envs = state["fe.encoder.forward_gru.weight_ih_l0"].shape[1] - dim - int(query_aware)
     except KeyError as exc:
         raise DataError(f"not invrat players (no tensor {exc})", path=path) from None
     cfg = config.model_copy(update={"embedding_dim": dim})
