@@ -220,6 +220,7 @@ def test_comparison_with_other_rationales_records_agreement_and_changes_nothing(
     (row,) = rationale_agreement(load_runs([out]))
     assert (row["method"], row["compared_with"], row["transitions"]) == ("rational-head", "invrat", 1)
     assert row["same_choice"] == int(second["same"]) and row["mean_jaccard"] == second["jaccard"]
+    assert 0 < row["chance_overlap"] < 1 and 0 < row["chance_jaccard"] < row["chance_overlap"]
     write_report([out], out / "report.html")
     assert json.loads((out / "report.json").read_text())["rationale_agreement"] == [row]
     a, b = (_state(_method_dir(d, "rational-head") / "3_pair" / "model") for d in (out, run_dir))
@@ -234,6 +235,25 @@ def test_choice_agreement():
     assert choice_agreement(a, b, "head") == {"size": 2, "overlap": 1, "jaccard": round(1 / 3, 4), "same": False}
     assert choice_agreement(FreezeSpec(blocks=[2]), FreezeSpec(blocks=[2]), "block")["same"]
     assert choice_agreement(FreezeSpec(), FreezeSpec(), "block")["jaccard"] == 1.0
+
+
+def test_chance_agreement_matches_drawing_at_random():
+    """The exact expectations equal an enumeration of every draw (4 components, choices of 2)."""
+    import itertools
+
+    from rational_lamol.freezing import FreezeSpec
+    from rational_lamol.rational import chance_agreement, choice_agreement
+
+    first = FreezeSpec(blocks=[0, 1])
+    draws = [choice_agreement(first, FreezeSpec(blocks=list(c)), "block") for c in itertools.combinations(range(4), 2)]
+    chance = chance_agreement(4, 2, 2)
+    assert chance["overlap"] == pytest.approx(sum(d["overlap"] / 2 for d in draws) / len(draws)) == 0.5
+    assert chance["jaccard"] == pytest.approx(sum(d["overlap"] / (4 - d["overlap"]) for d in draws) / len(draws))
+    assert chance["same"] == pytest.approx(1 / 6)
+    assert chance_agreement(270, 22, 22)["overlap"] == pytest.approx(22 / 270)
+    assert chance_agreement(4, 1, 2)["same"] == 0.0
+    with pytest.raises(ValueError):
+        chance_agreement(3, 4, 1)
 
 
 def test_probe_curve_and_cheap_probe_follow_the_full_probes_trajectory(run_dir, tmp_path):

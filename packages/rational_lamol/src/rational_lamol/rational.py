@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -298,6 +299,23 @@ def choice_agreement(a: FreezeSpec, b: FreezeSpec, level: str) -> dict[str, Any]
     union = first | second
     return {"size": len(first), "overlap": len(first & second),
             "jaccard": round(len(first & second) / len(union), 4) if union else 1.0, "same": first == second}
+
+
+def chance_agreement(n_components: int, size: int, other_size: int) -> dict[str, float]:
+    """What :func:`choice_agreement` expects when the other choice is ``other_size`` of the
+    ``n_components`` drawn uniformly at random: the shared count is hypergeometric, so the expected
+    overlap share is ``other_size / n_components``; the Jaccard index and the chance of the very same
+    set are its exact expectations."""
+    if not 0 <= size <= n_components or not 0 <= other_size <= n_components:
+        raise ValueError(f"choices of {size} and {other_size} cannot come from {n_components} components")
+    draws = math.comb(n_components, other_size)
+    jaccard = 0.0
+    for shared in range(max(0, size + other_size - n_components), min(size, other_size) + 1):
+        union = size + other_size - shared
+        p = math.comb(size, shared) * math.comb(n_components - size, other_size - shared) / draws
+        jaccard += p * (shared / union if union else 1.0)
+    return {"overlap": other_size / n_components if size else 1.0, "jaccard": jaccard,
+            "same": 1 / draws if size == other_size else 0.0}
 
 
 def _log_counts(method: str, counts: dict[str, Any]) -> None:

@@ -250,31 +250,48 @@ def pseudo_quality_table(summary: Sequence[dict[str, Any]]) -> Any:
 def rationale_agreement(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Per (method, other rationale source): over the transitions recorded with ``compare_with``,
     how often CCI from the other source chose the same components, and the mean overlap (the
-    share of the chosen components both choose) and Jaccard index."""
+    share of the chosen components both choose) and Jaccard index, each beside its chance level
+    (the other choice drawn at random, as many components: :func:`rational.chance_agreement`)."""
+    from rational_lamol.rational import chance_agreement
+
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         for entry in run.cci:
             other = entry.get("comparison")
             if other:
                 groups[(run.method, str(other["rationale_source"].get("source")))].append(other)
-    return [{"method": method, "compared_with": source, "transitions": len(group),
-             "same_choice": sum(o["same"] for o in group),
-             "same_rate": round(sum(o["same"] for o in group) / len(group), 4),
-             "mean_overlap": round(statistics.fmean(o["overlap"] / o["size"] if o["size"] else 1.0 for o in group), 4),
-             "mean_jaccard": round(statistics.fmean(o["jaccard"] for o in group), 4)}
-            for (method, source), group in sorted(groups.items())]
+    rows = []
+    for (method, source), group in sorted(groups.items()):
+        chance = [chance_agreement(_component_count(o["votes"]), o["size"], len(o["chosen"])) for o in group]
+        rows.append({"method": method, "compared_with": source, "transitions": len(group),
+                     "same_choice": sum(o["same"] for o in group),
+                     "same_rate": round(sum(o["same"] for o in group) / len(group), 4),
+                     "mean_overlap": round(statistics.fmean(o["overlap"] / o["size"] if o["size"] else 1.0 for o in group), 4),
+                     "mean_jaccard": round(statistics.fmean(o["jaccard"] for o in group), 4),
+                     "chance_same_rate": round(statistics.fmean(c["same"] for c in chance), 6),
+                     "chance_overlap": round(statistics.fmean(c["overlap"] for c in chance), 4),
+                     "chance_jaccard": round(statistics.fmean(c["jaccard"] for c in chance), 4)})
+    return rows
+
+
+def _component_count(votes: list[Any]) -> int:
+    """Components CCI voted over: blocks (a flat list) or heads (a list per block)."""
+    return sum(len(row) if isinstance(row, list) else 1 for row in votes)
 
 
 def rationale_agreement_table(rows: Sequence[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    table = Table(title="CCI's choice from the other rationale source (compare_with), same examples and models")
-    for name in ("method", "other source", "transitions", "same choice", "mean overlap", "mean Jaccard"):
+    table = Table(title="CCI's choice from the other rationale source (compare_with), same examples and models; "
+                        "chance: the other choice drawn at random, as many components")
+    for name in ("method", "other source", "transitions", "same choice (chance)", "mean overlap (chance)",
+                 "mean Jaccard (chance)"):
         table.add_column(name, justify="left" if name in ("method", "other source") else "right")
     for row in rows:
         table.add_row(row["method"], row["compared_with"], str(row["transitions"]),
-                      f"{row['same_choice']} ({row['same_rate']:.0%})", f"{row['mean_overlap']:.2f}",
-                      f"{row['mean_jaccard']:.2f}")
+                      f"{row['same_choice']} ({row['same_rate']:.0%}; {row['chance_same_rate']:.2g})",
+                      f"{row['mean_overlap']:.2f} ({row['chance_overlap']:.2f})",
+                      f"{row['mean_jaccard']:.2f} ({row['chance_jaccard']:.2f})")
     return table
 
 
