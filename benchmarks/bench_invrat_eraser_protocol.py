@@ -178,6 +178,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="run dirs: OUT/<task>/seed<S> (default: the protocol's `runs`)")
     parser.add_argument("--results", type=Path, help="result files (default: the protocol's `results`)")
     parser.add_argument("--table", action="store_true", help="run nothing: print the tables of the result files")
+    parser.add_argument("--random-draws", type=int, metavar="N",
+                        help="train nothing: score the finished seeds' rationales again beside N draws of the random "
+                             "selection (`invrat evaluate --random-draws N`) into <results>/random_draws.json")
     args = parser.parse_args()
     protocol = tomllib.loads(args.protocol.read_text(encoding="utf-8"))
     args.out = args.out or REPO / protocol.get("runs", "runs/invrat-eraser-protocol")
@@ -187,6 +190,9 @@ def main() -> None:
         print("\n".join(table(args.results, [d["name"] for d in protocol["datasets"]])))
         return
     env = {**os.environ, **protocol.get("env", {})}
+    if args.random_draws:
+        rescore_against_random_draws(protocol, args, split, env)
+        return
     records: dict[str, dict[str, Any]] = {d["name"]: {} for d in protocol["datasets"]}
     for seed in protocol["seeds"]:  # seed 0 of every dataset before seed 1 of any
         for dataset in protocol["datasets"]:
@@ -199,6 +205,39 @@ def main() -> None:
                 write_json_atomic(steps_file, steps)
             records[task][str(seed)] = seed_record(run, json.loads(steps_file.read_text()), split)
             write_task(args.results / f"{task}.json", task, records[task], protocol, args.protocol)
+
+
+def rescore_against_random_draws(protocol: dict[str, Any], args: argparse.Namespace, split: str, env: dict[str, str]) -> None:
+    """Where each finished seed's token F1 and AUPRC stand among N draws of the random selection:
+    the draws' mean and central 95%, and p, the share of draws at least as high. Nothing is trained
+    and the protocol's files are untouched (its reading used one draw, seed 0)."""
+    out: dict[str, Any] = {}
+    for dataset in protocol["datasets"]:
+        task, data = dataset["name"], SHARED_DATA / dataset["data"]
+        for seed in protocol["seeds"]:
+            run = (args.out / task / f"seed{seed}").resolve()
+            if not (run / f"{split}_results.jsonl").is_file():
+                continue
+            scores = run / f"{split}_scores_{args.random_draws}_draws.json"
+            step = invrat(["evaluate", shown(run / f"{split}_results.jsonl"), "--gold", shown(data), "--split", split,
+                           "--run", shown(run), "--random-draws", str(args.random_draws), "--json", shown(scores)], env)
+            report = json.loads(scores.read_text())
+            spread = report["baselines"]["random_draws"]
+            out.setdefault(task, {})[str(seed)] = {
+                **{k: {"invrat": report["summary"][k], **spread[k]} for k in ("token_f1", "auprc")},
+                "first_k": {k: report["baselines"]["first_k"][k] for k in ("token_f1", "auprc")}, "step": step}
+    path = args.results / "random_draws.json"
+    write_json_atomic(path, {
+        "benchmark": f"the protocol's rationales beside {args.random_draws} draws of the random selection ({split} split)",
+        "command": f"python benchmarks/bench_invrat_eraser_protocol.py --protocol {shown(args.protocol.resolve())} "
+                   f"--random-draws {args.random_draws}",
+        "draws": args.random_draws, "tasks": out, "machine": machine_info("cpu")})
+    print(f"written {path}", flush=True)
+    for task, seeds in out.items():
+        for seed, r in seeds.items():
+            print(f"{task} seed {seed}: " + "; ".join(
+                f"{k} {r[k]['invrat']:.3f} vs random {r[k]['mean']:.3f} [{r[k]['low']:.3f}, {r[k]['high']:.3f}], "
+                f"p {r[k]['at_or_above']:.2f}" for k in ("token_f1", "auprc")))
 
 
 def write_task(path: Path, task: str, seeds: dict[str, dict[str, Any]], protocol: dict[str, Any], protocol_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from invrat.baselines import label_baselines, selection_baselines
+from invrat.baselines import label_baselines, random_spread, selection_baselines
 from invrat.cli import app
 from invrat.multiple_choice import option_count
 from invrat.recipe import alpha_for_length, kept_model_warnings
@@ -74,7 +74,18 @@ def test_one_command_on_a_table_then_the_run_reads_its_data_the_same_way(table: 
     assert code == 0, err
     baselines = json.loads((tmp_path / "scores.json").read_text())["baselines"]
     assert {"random", "first_k"} <= set(baselines) and "token_f1" in baselines["random"]
-    assert "first_k" in out.splitlines()[0]
+    assert "first_k" in out.splitlines()[0] and "random 95%" in out.splitlines()[0]
+    spread = baselines["random_draws"]
+    assert spread["n"] == 20 and spread["token_f1"]["mean"] == baselines["random"]["token_f1"]
+    assert spread["token_f1"]["low"] <= spread["token_f1"]["mean"] <= spread["token_f1"]["high"]
+    # one draw is the seed-0 draw alone; zero draws is refused in one line
+    code, out, err = run("evaluate", tmp_path / "pred.jsonl", "--gold", table, "--text-column", "content",
+                         "--split-column", "test:text=body", "--rationale-column", "rat", "--random-draws", "1",
+                         "--json", tmp_path / "one.json")
+    assert code == 0, err
+    one = json.loads((tmp_path / "one.json").read_text())["baselines"]["random_draws"]["token_f1"]
+    assert one["low"] == one["mean"] == one["high"]
+    assert "random_draws must be at least 1" in one_line_error("evaluate", tmp_path / "pred.jsonl", "--gold", table, "--random-draws", "0")
 
 
 def test_data_options_fail_in_one_line(table: Path, tmp_path: Path) -> None:
@@ -119,6 +130,16 @@ def test_selection_baselines_take_as_many_words_as_the_prediction() -> None:
     assert sum(h["end_token"] - h["start_token"] for h in chosen) == 3
     assert lines["random"][1]["rationales"][0]["hard_rationale_predictions"] == []
     assert selection_baselines(results, documents) == lines  # seeded
+
+
+def test_random_spread_places_a_score_among_the_draws() -> None:
+    draws = [{"token_f1": v / 100, "auprc": 0.5} for v in range(1, 101)]  # token F1 0.01 ... 1.00
+    spread = random_spread(draws, {"token_f1": 0.955})
+    assert spread["n"] == 100
+    assert spread["token_f1"]["mean"] == pytest.approx(0.505)
+    assert spread["token_f1"]["low"] == pytest.approx(0.03475) and spread["token_f1"]["high"] == pytest.approx(0.97525)
+    assert spread["token_f1"]["at_or_above"] == pytest.approx(0.05)  # 0.96 ... 1.00
+    assert "at_or_above" not in spread["auprc"] and spread["auprc"]["low"] == spread["auprc"]["high"] == 0.5
 
 
 def test_label_baselines_and_kept_model_warnings() -> None:

@@ -60,6 +60,21 @@ def selection_baselines(
     return {"random": random_lines, "first_k": first_lines}
 
 
+def random_spread(draws: Sequence[Mapping[str, float]], observed: Mapping[str, float]) -> dict[str, Any]:
+    """Per metric of the ``draws`` of the random selection (one summary per seed, all with the same
+    keys): ``mean`` (what ``random`` reports), the central 95% of the draws (``low``, ``high``) and,
+    where ``observed`` has the metric, ``at_or_above``: the share of draws scoring at least as high
+    (a one-sided randomization p value; 0 says p < 1/n)."""
+    out: dict[str, Any] = {"n": len(draws)}
+    for key in draws[0] if draws else ():
+        values = np.array([d[key] for d in draws], dtype=float)
+        low, high = np.percentile(values, [2.5, 97.5])
+        out[key] = {"mean": float(values.mean()), "low": float(low), "high": float(high)}
+        if key in observed:
+            out[key]["at_or_above"] = float((values >= observed[key]).mean())
+    return out
+
+
 def _full_text(ex: Example) -> str:
     return " ".join(ex.words) + ("" if not ex.query else " " + ex.query)
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from invrat.evaluate import split_name
+from invrat.evaluate import RANDOM_DRAWS, split_name
 from rationale_commons.cli_errors import one_line_errors
 from rationale_commons.errors import DataError
 from rationale_commons.loaders import ColumnMapping, SplitColumns
@@ -195,10 +195,13 @@ def evaluate(
     split: Annotated[str, typer.Option(help="The split the predictions are for.")] = "test",
     run: Annotated[Path | None, typer.Option("--run", help="The run dir: read DATA with its column mapping, fit the TF-IDF baseline on its train split.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every score here.")] = None,
+    random_draws: Annotated[int, typer.Option("--random-draws", help="Draws of the random selection: its mean, central 95% and p (the share of draws scoring at least invrat's).")] = RANDOM_DRAWS,
     columns: SplitColumns = None,
 ) -> None:
     """ERASER metrics (the ERASER scorer's numbers, as fractions) beside a random and a first-k selection
-    of as many words, and label accuracy beside a full-text TF-IDF logistic regression and the majority class."""
+    of as many words, and label accuracy beside a full-text TF-IDF logistic regression and the majority class.
+    The random selection is drawn --random-draws times: its mean, the central 95% of the draws, and p,
+    the share of draws that score at least as high as the predictions (p = 0: none did)."""
     from invrat.data_spec import read_spec
     from invrat.evaluate import evaluate_file
     from invrat.trained_run import RUN_FILES
@@ -210,7 +213,7 @@ def evaluate(
     report = evaluate_file(
         predictions, gold, split, columns if columns is not None or spec is None else spec.columns,
         train_split=spec.train_split if spec else "train", max_train_examples=spec.max_examples if spec else None,
-        skip_missing_docs=bool(spec and spec.skip_missing_docs),
+        skip_missing_docs=bool(spec and spec.skip_missing_docs), random_draws=random_draws,
     )
     for line in _report_lines(report):
         typer.echo(line)
@@ -222,12 +225,16 @@ def _report_lines(report: dict[str, Any]) -> list[str]:
     """The scores beside their baselines: a table of the rationale metrics, then the accuracies."""
     summary, baselines = report["summary"], report["baselines"]
     shown = [k for k in summary if k not in ("accuracy", "macro_f1")]
-    selections = [name for name in ("random", "first_k") if name in baselines]
+    spread = baselines.get("random_draws", {})
     lines = []
     if shown:
-        lines.append(f"{'':>18}  {'invrat':>8}" + "".join(f"  {name:>8}" for name in selections))
-        lines += [f"{key:>18}  {summary[key]:8.4f}" + "".join(f"  {baselines[name].get(key, float('nan')):8.4f}" for name in selections)
-                  for key in shown]
+        lines.append(f"{'':>18}  {'invrat':>8}  {'random':>8}  {'random 95%':>15}  {'p':>5}  {'first_k':>8}")
+        for key in shown:
+            draws = spread.get(key, {})
+            central = f"{draws['low']:.4f}-{draws['high']:.4f}" if draws else ""
+            p = f"{draws['at_or_above']:.2f}" if "at_or_above" in draws else ""
+            lines.append(f"{key:>18}  {summary[key]:8.4f}  {baselines['random'].get(key, float('nan')):8.4f}  {central:>15}  "
+                         f"{p:>5}  {baselines['first_k'].get(key, float('nan')):8.4f}")
     for metric in ("accuracy", "macro_f1"):
         labels = [("invrat", summary.get(metric)), ("tf-idf logreg", baselines.get(f"tfidf_logreg_{metric}")),
                   ("majority", baselines.get(f"majority_{metric}"))]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from invrat.baselines import label_baselines, selection_baselines
+from invrat.baselines import BASELINE_SEED, label_baselines, random_spread, selection_baselines
 from rationale_commons.eraser_io import examples_to_annotations
 from rationale_commons.errors import DataError
 from rationale_commons.loaders import (
@@ -24,6 +24,10 @@ from rationale_commons.loaders import (
 )
 from rationale_commons.metrics.eraser import classification_report, score_results, summary
 from rationale_commons.records import Annotation, Example, Splits
+
+#: Draws of the random selection ``invrat evaluate`` scores by default: enough to see whether a
+#: score lies outside the random spread (about 1 s per draw for 200 long reviews).
+RANDOM_DRAWS = 20
 
 
 def read_eraser_lines(path: str | Path) -> list[dict[str, Any]]:
@@ -102,13 +106,18 @@ def _score(results: list[dict[str, Any]], gold: list[Annotation], documents: dic
 def evaluate_file(
     predictions: str | Path, gold_data: str | Path, split: str = "test", columns: SplitColumns = None,
     *, train_split: str = "train", max_train_examples: int | None = None, skip_missing_docs: bool = False,
+    random_draws: int = RANDOM_DRAWS,
 ) -> dict[str, Any]:
     """``{"summary": flat headline numbers, "scores": the full score_results dict, "n": counts,
     "baselines": the same numbers for a random and a first-k selection of as many words, and the
     accuracies of a TF-IDF logistic regression (trained on the first ``max_train_examples`` of
-    ``train_split``) and of the majority class}``.
+    ``train_split``) and of the majority class}``. ``random`` is the mean of ``random_draws`` draws
+    (seeds 0, 1, ...; one draw is seed 0's alone) and ``random_draws`` their spread around the
+    predictions' scores (:func:`invrat.baselines.random_spread`).
 
     Without gold rationales only the labels are scored (predictions need their ``classification``)."""
+    if random_draws < 1:
+        raise DataError(f"random_draws must be at least 1, got {random_draws}", field="random_draws")
     results = read_predictions(predictions)
     splits = load_data(gold_data, columns, skip_missing_docs=skip_missing_docs)
     examples = examples_of(splits, split, gold_data)
@@ -124,8 +133,12 @@ def evaluate_file(
     if any(ex.rationale is not None for ex in examples):
         gold, documents = gold_for(gold_data, split, examples)
         scores = _score(results, gold, documents, predictions)
-        for name, lines in selection_baselines(results, documents).items():
-            baselines[name] = summary(_score(lines, gold, documents, predictions))
+        baselines["first_k"] = summary(_score(selection_baselines(results, documents)["first_k"], gold, documents, predictions))
+        draws = [summary(_score(selection_baselines(results, documents, seed=BASELINE_SEED + i)["random"], gold, documents,
+                                predictions)) for i in range(random_draws)]
+        spread = random_spread(draws, summary(scores))
+        baselines["random"] = {key: spread[key]["mean"] for key in draws[0]}
+        baselines["random_draws"] = spread
         n_gold = len(gold)
     else:  # labels only
         if any("classification" not in r for r in results):
