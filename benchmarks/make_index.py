@@ -140,6 +140,10 @@ def headline_eraser(d: Result) -> str:
 
 
 def headline_eraser_protocol(d: Result) -> str:
+    if "draws" in d:  # --random-draws: each seed's p against the random selection's draws
+        return f"p against {d['draws']} random draws (token F1 / AUPRC): " + "; ".join(
+            f"{task} seed {seed} {r['token_f1']['at_or_above']:.2f} / {r['auprc']['at_or_above']:.2f}"
+            for task, seeds in d["tasks"].items() for seed, r in seeds.items())
     m = d["mean"]
     return (f"{len(d['seeds_done'])} seed(s): token F1 {m['invrat']['token_f1']:.3f} (random {m['random']['token_f1']:.3f}, "
             f"first-k {m['first_k']['token_f1']:.3f}), AUPRC {m['invrat']['auprc']:.3f} (random {m['random']['auprc']:.3f}, "
