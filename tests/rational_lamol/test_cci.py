@@ -438,19 +438,31 @@ def test_causal_threshold_equals_the_full_row_threshold(beta, D, ties):
 
 def test_causal_threshold_zero_rows_need_no_selection(monkeypatch):
     """Early causal rows (fewer non-zero entries than the top beta %) get a threshold of exactly 0
-    without ``topk``; the rest come from a prefix of the row."""
+    without a selection; the rest come from a prefix of the row."""
     D = 50
     att = causal_rows(1, 2, D, D)
     expected = percentile_threshold(att, 20.0)
     calls = []
-    top_pair = cci._top_pair
-    monkeypatch.setattr(cci, "_top_pair", lambda v, k: calls.append(v.shape) or top_pair(v, k))
+    order_pair = cci._order_pair
+    monkeypatch.setattr(cci, "_order_pair", lambda v, j: calls.append(v.shape) or order_pair(v, j))
     got = cci.causal_threshold(att, 20.0)
     lo = int(0.8 * (D - 1))  # 39: rows 0..D-lo-3 = 0..8 hold >= lo + 2 zeros
     assert torch.equal(got, expected)
     assert (got[..., : D - lo - 2, :] == 0).all() and (got[..., D - lo - 2 :, :] > 0).all()
     assert all(shape[-2] * 8 <= D for shape in calls)  # bands, never every row at once
     assert any(shape[-1] < D for shape in calls)  # prefixes shorter than the row
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_cpu_selection_equals_the_topk_selection(ties, dtype):
+    """numpy.partition (CPU) and topk (GPU) find the same order statistics, duplicates counted."""
+    att = causal_rows(2, 3, 41, 41, seed=3, ties=ties).to(dtype)
+    for j in (0, 1, 7, 20, 32, 39):
+        cpu, gpu = cci._order_pair_numpy(att, j), cci._order_pair_topk(att, j)
+        assert all(torch.equal(c, g) for c, g in zip(cpu, gpu, strict=True)), j
+        ordered = att.sort(dim=-1).values
+        assert torch.equal(cpu[0], ordered[..., j : j + 1]) and torch.equal(cpu[1], ordered[..., j + 1 : j + 2])
 
 
 @pytest.mark.parametrize(
