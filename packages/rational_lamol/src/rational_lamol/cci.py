@@ -31,10 +31,10 @@ for the percentile: the percentile is always over the full cropped row of D entr
 that see the whole rationale. Results record which one was used.
 
 Everything is vectorized over blocks, heads and rows; the per-example crop is a loop over the batch
-(documents differ in length) taking each block's slice of the contiguous document span, a view:
-the maps are never copied into one tensor, and scored one block at a time. IoU counts are exact: 0/1
-masks are written as float32 by ``torch.gt`` in cache-sized tiles of rows, multiplied (integer
-counts below 2**24) and divided in float64. Causal rows take the percentile from a prefix of the
+(documents differ in length) taking each block's slice of the contiguous document span, a view;
+long documents are scored one block at a time, short ones a few stacked blocks at a time. IoU
+counts are exact: 0/1 masks are written as float32 by ``torch.gt`` in cache-sized tiles of rows,
+multiplied (integer counts below 2**24) and divided in float64. Causal rows take the percentile from a prefix of the
 row, or need none (threshold 0): :func:`causal_threshold`, bit for bit :func:`percentile_threshold`.
 
 Axis letters: N examples, B batch, L blocks, H heads, T tokens, S query rows, D document keys.
@@ -347,14 +347,22 @@ def _chunks(shape: tuple[int, ...]) -> Iterator[slice]:
         yield slice(lo, min(L, lo + step))
 
 
+#: blocks given one by one are stacked into groups of at most this many entries (16 MB of float32):
+#: on short documents a few calls over every block cost less than many small ones per block
+STACK_ELEMENTS = 2**22
+
+
 def _block_chunks(att_old: Maps, att_new: Maps, shape: tuple[int, ...]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(Lc, H, S, D)`` pieces of both models' maps: slices of a 4-D tensor, or one block at a time."""
+    """``(Lc, H, S, D)`` pieces of both models' maps: slices of a 4-D tensor; or blocks given one
+    by one, stacked in small groups where a block is small, else one at a time (a view, no copy)."""
     if isinstance(att_old, torch.Tensor) and isinstance(att_new, torch.Tensor):
         for part in _chunks(shape):
             yield att_old[part], att_new[part]
-    else:
-        for old, new in zip(att_old, att_new, strict=True):
-            yield old[None], new[None]
+        return
+    per_group = max(1, STACK_ELEMENTS // max(1, math.prod(shape[1:])))
+    for lo in range(0, shape[0], per_group):
+        old, new = att_old[lo : lo + per_group], att_new[lo : lo + per_group]
+        yield (torch.stack(old), torch.stack(new)) if len(old) > 1 else (old[0][None], new[0][None])
 
 
 @dataclass
