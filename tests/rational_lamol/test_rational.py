@@ -280,3 +280,29 @@ def test_probe_curve_and_cheap_probe_follow_the_full_probes_trajectory(run_dir, 
     timing = json.loads((_method_dir(curve_run, "rational-block") / "timing.json").read_text())
     for stage in timing["stages"][1:]:  # wall-clock of CCI and of the curve's passes: timing.json only
         assert stage["cci_seconds"] > 0 and stage["probe_curve"]["seconds"] > 0
+
+
+def test_a_scratch_llama_runs_rational_lamol_and_freezes_its_heads(tmp_path):
+    """``source = "llama-scratch"``: a fresh Llama (rotary positions) trains, CCI reads its attention
+    and the chosen heads' query, key, value and output slices stay bit-identical in the retrain."""
+    from rational_lamol.pipeline import run_experiment
+
+    config = _config(methods=["rational-head"])
+    config["model"]["source"] = "llama-scratch"
+    config["tasks"] = [dict(t, rationales="human") for t in config["tasks"][:2]]
+    run_experiment(parse_config(config), tmp_path / "run")
+    d = tmp_path / "run" / "sentiment-topic" / "seed0" / "rational-head"
+    assert json.loads((d / "1_sentiment" / "model" / "config.json").read_text())["model_type"] == "llama"
+    before, after = _state(d / "1_sentiment" / "model"), _state(d / "2_topic" / "model")
+    hd = 32 // 2
+    frozen = json.loads((d / "cci.json").read_text())[0]["frozen"]
+    assert frozen
+    for b, h in frozen:
+        rows = slice(h * hd, (h + 1) * hd)
+        for name in ("q_proj", "k_proj", "v_proj"):
+            key = f"model.layers.{b}.self_attn.{name}.weight"
+            assert torch.equal(before[key][rows], after[key][rows])
+        key = f"model.layers.{b}.self_attn.o_proj.weight"
+        assert torch.equal(before[key][:, rows], after[key][:, rows])
+    key = "model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(before[key], after[key])

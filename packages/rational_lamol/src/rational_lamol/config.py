@@ -44,18 +44,23 @@ class ColumnsConfig(ColumnMapping):
     columns the loaders read (unknown keys rejected)."""
 
 
+#: fresh models built from the sizes below, with a tokenizer trained on the tasks' text
+SCRATCH_SOURCES = ("gpt2-scratch", "llama-scratch")
+
+
 class ModelConfig(_Strict):
     """Which causal LM to train.
 
     ``source`` is ``"gpt2-scratch"`` (a fresh GPT-2 of the size below with a byte-level BPE
-    tokenizer trained on the tasks' text: the offline default), a Hugging Face hub id, a local
+    tokenizer trained on the tasks' text: the offline default), ``"llama-scratch"`` (the same with
+    a Llama block: rotary positions, RMSNorm, SwiGLU), a Hugging Face hub id, a local
     ``save_pretrained`` folder, or a ``.gguf`` file (or a folder plus ``gguf_file``).
     """
 
     source: str = "gpt2-scratch"
     gguf_file: str | None = None
     max_length: int = Field(128, ge=16, description="model window in tokens (QA/LM sequences fit it)")
-    # gpt2-scratch only
+    # gpt2-scratch and llama-scratch only
     n_layer: int = Field(2, ge=1)
     n_head: int = Field(4, ge=1)
     n_embd: int = Field(128, ge=8)
@@ -82,14 +87,14 @@ class ModelConfig(_Strict):
         if self.is_scratch and self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.is_scratch and (self.eos_token or self.token_init):
-            raise ValueError("eos_token and token_init are for a pretrained model (gpt2-scratch trains its own tokens)")
+            raise ValueError("eos_token and token_init are for a pretrained model (a scratch model trains its own tokens)")
         if any(not text.strip() for text in self.token_init.values()):
             raise ValueError("token_init: every text must hold at least one non-space character")
         return self
 
     @property
     def is_scratch(self) -> bool:
-        return self.source == "gpt2-scratch"
+        return self.source in SCRATCH_SOURCES
 
 
 class TaskConfig(_Strict):

@@ -1,8 +1,8 @@
-"""Loading any causal LM (hub id, local folder, GGUF file) or building a fresh small GPT-2.
+"""Loading any causal LM (hub id, local folder, GGUF file) or building a fresh small GPT-2 or Llama.
 
 Models are loaded with ``attn_implementation="eager"`` so CCI can read attention weights.
-The fresh GPT-2 (``source = "gpt2-scratch"``, the offline default) gets a byte-level BPE
-tokenizer trained on the tasks' own text. LAMOL's special tokens are added to every tokenizer
+A fresh model (``source = "gpt2-scratch"``, the offline default, or ``"llama-scratch"``) gets a
+byte-level BPE tokenizer trained on the tasks' own text. LAMOL's special tokens are added to every tokenizer
 and the embeddings resized to match.
 """
 
@@ -65,7 +65,9 @@ def add_lamol_tokens(tokenizer, task_names: Sequence[str]) -> int:
 
 
 def build_scratch_model(config: ModelConfig, vocab_size: int, *, eos_id: int, pad_id: int):
-    """A fresh GPT-2 of the configured size (random init; seed first for repeatability)."""
+    """A fresh GPT-2 or Llama of the configured size (random init; seed first for repeatability)."""
+    if config.source == "llama-scratch":
+        return _scratch_llama(config, vocab_size, eos_id=eos_id, pad_id=pad_id)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     gpt2 = GPT2Config(
@@ -82,6 +84,29 @@ def build_scratch_model(config: ModelConfig, vocab_size: int, *, eos_id: int, pa
         pad_token_id=pad_id,
     )
     return GPT2LMHeadModel(gpt2)
+
+
+def _scratch_llama(config: ModelConfig, vocab_size: int, *, eos_id: int, pad_id: int):
+    """A fresh Llama (rotary positions, RMSNorm, SwiGLU) with GPT-2's proportions: the MLP's
+    hidden size is 8/3 of the width (as many weights as GPT-2's 4x MLP with two matrices) and the
+    input and output embeddings are tied, as in GPT-2. Llama has no dropout outside attention."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=config.n_embd,
+        intermediate_size=(8 * config.n_embd) // 3,
+        num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head,
+        num_key_value_heads=config.n_head,
+        max_position_embeddings=config.max_length,
+        attention_dropout=config.dropout,
+        tie_word_embeddings=True,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+    return LlamaForCausalLM(llama)
 
 
 #: What the Hugging Face hub accepts as a model id: ``name`` or ``owner/name``.
