@@ -6,7 +6,7 @@ with the same metrics."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,19 +45,36 @@ def selection_baselines(
     """Results lines selecting, in every predicted document, as many words as the prediction:
     ``random`` (uniform, seeded; random soft scores) and ``first_k`` (the first words; scores
     falling with the position)."""
+    return {"random": random_selection(results, documents, seed), "first_k": first_k_selection(results, documents)}
+
+
+def random_selection(
+    results: Sequence[Mapping[str, Any]], documents: Mapping[str, Sequence[str]], seed: int = BASELINE_SEED
+) -> list[dict[str, Any]]:
+    """``selection_baselines(...)["random"]`` alone."""
     rng = np.random.default_rng(seed)
-    random_lines, first_lines = [], []
+    return _selection(results, documents, lambda n: rng.random(n))
+
+
+def first_k_selection(results: Sequence[Mapping[str, Any]], documents: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """``selection_baselines(...)["first_k"]`` alone."""
+    return _selection(results, documents, lambda n: 1.0 - np.arange(n) / max(1, n))
+
+
+def _selection(
+    results: Sequence[Mapping[str, Any]], documents: Mapping[str, Sequence[str]], scores_of: Callable[[int], np.ndarray]
+) -> list[dict[str, Any]]:
+    """One results line per prediction, its rationales replaced by the top-k words of ``scores_of(n)``
+    in each of its documents (k: the prediction's own count there)."""
+    lines = []
     for row in results:
-        random_rats, first_rats = [], []
+        rats = []
         for rat in row.get("rationales") or []:
             docid = str(rat["docid"])
             n = len(documents[docid])
-            k = _hard_count(rat, n)
-            random_rats.append(_from_scores(docid, rng.random(n), k))
-            first_rats.append(_from_scores(docid, 1.0 - np.arange(n) / max(1, n), k))
-        random_lines.append(_result_line(row, random_rats))
-        first_lines.append(_result_line(row, first_rats))
-    return {"random": random_lines, "first_k": first_lines}
+            rats.append(_from_scores(docid, scores_of(n), _hard_count(rat, n)))
+        lines.append(_result_line(row, rats))
+    return lines
 
 
 def random_spread(draws: Sequence[Mapping[str, float]], observed: Mapping[str, float]) -> dict[str, Any]:

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from invrat.baselines import BASELINE_SEED, label_baselines, random_spread, selection_baselines
+from invrat.baselines import (
+    BASELINE_SEED,
+    first_k_selection,
+    label_baselines,
+    random_selection,
+    random_spread,
+)
 from rationale_commons.eraser_io import examples_to_annotations
 from rationale_commons.errors import DataError
 from rationale_commons.loaders import (
@@ -133,9 +139,9 @@ def evaluate_file(
     if any(ex.rationale is not None for ex in examples):
         gold, documents = gold_for(gold_data, split, examples)
         scores = _score(results, gold, documents, predictions)
-        baselines["first_k"] = summary(_score(selection_baselines(results, documents)["first_k"], gold, documents, predictions))
-        draws = [summary(_score(selection_baselines(results, documents, seed=BASELINE_SEED + i)["random"], gold, documents,
-                                predictions)) for i in range(random_draws)]
+        baselines["first_k"] = summary(_score(first_k_selection(results, documents), gold, documents, predictions))
+        draws = [summary(_score(random_selection(results, documents, seed=BASELINE_SEED + i), gold, documents, predictions))
+                 for i in range(random_draws)]
         spread = random_spread(draws, summary(scores))
         baselines["random"] = {key: spread[key]["mean"] for key in draws[0]}
         baselines["random_draws"] = spread
