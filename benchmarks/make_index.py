@@ -49,6 +49,9 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                              "bench_invrat_label_ceiling.py", "docs/results/invrat_eraser.md"),
     "invrat_rationalize": ("`Rationalizer` throughput on ERASER Movies reviews",
                            "bench_invrat_rationalize.py", "docs/results/throughput.md"),
+    "pair_plateau": ("how long the demo's pair task stays on its loss plateau after a keyword task: first epoch "
+                     "below the level, and its diagonal, per run (read from finished run dirs)",
+                     "pair_plateau.py", "docs/results/demo_design.md"),
     "cci": ("CCI vectorized vs a per-row loop: examples/s and identical choices",
             "bench_cci.py", "docs/results/throughput.md"),
     "cci_official": ("CCI arithmetic vs the official r_lamol algorithm (per-example numpy), interleaved: "
@@ -194,8 +197,15 @@ def headline_game(d: Result) -> str:
         f"{t['invariant_optimum_from_lambda_diff']} ({task})" for task, t in d["tasks"].items())
 
 
+def headline_pair_plateau(d: Result) -> str:
+    return "; ".join(f"{name}: median escape epoch {g['summary']['median_escape_epoch']} "
+                     f"({g['summary']['escaped']} of {g['summary']['runs']} escaped), {g['summary']['unlearned']} unlearned"
+                     for name, g in d["groups"].items())
+
+
 HEADLINES: dict[str, Callable[[Result], str]] = {
     "main_job": headline_main_job,
+    "pair_plateau": headline_pair_plateau,
     "invrat_synthetic": headline_synthetic,
     "invrat_game_optimum": headline_game,
     "invrat_eraser": headline_eraser,
