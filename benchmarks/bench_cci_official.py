@@ -37,6 +37,7 @@ from common import (
     command_line,
     gpt2_pair,
     load_oracle,
+    matmul_rate,
     rationale_spans,
     result_path,
     timed,
@@ -53,6 +54,15 @@ def full_forward(model, ids: torch.Tensor) -> torch.Tensor:
     return torch.stack(out.attentions, dim=1)
 
 
+def lean_forward_flops(model, tokens: int) -> float:
+    """FLOPs of one model's lean forward over ``tokens`` tokens: 2 x the blocks' matmul weights per
+    token, plus attention's scores and mixing (2 x 2 x tokens^2 x width per block; the causal mask
+    is not subtracted, as eager attention computes the full square). No LM head."""
+    weights = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and ".h." in n)
+    cfg = model.config
+    return 2 * weights * tokens + 4 * cfg.n_layer * tokens**2 * cfg.n_embd
+
+
 def untied_block(scores: np.ndarray) -> bool:
     return int((scores == scores.min()).sum()) == 1
 
@@ -62,7 +72,8 @@ def untied_heads(scores: np.ndarray, k: int) -> bool:
     return k >= flat.size or flat[k - 1] != flat[k]
 
 
-def bench_size(old, new, D: int, n_examples: int, n_extra: int, top_k: int, vocab: int, seed: int) -> dict:
+def bench_size(old, new, D: int, n_examples: int, n_extra: int, top_k: int, vocab: int, seed: int,
+               rate: float) -> dict:
     """Interleaved timings at one document length (``n_extra`` question/answer tokens follow it)."""
     rng = np.random.default_rng(seed + D)
     ads = adapter_for(old), adapter_for(new)
@@ -103,12 +114,15 @@ def bench_size(old, new, D: int, n_examples: int, n_extra: int, top_k: int, voca
                 compared["head"][0] += 1
                 compared["head"][1] += official.head_choice(theirs, top_k) == official.head_choice(ours, top_k)
     lean = t["lean"] / n_examples
+    flops = 2 * lean_forward_flops(old, D + n_extra)
     row: dict = {
         "doc_tokens": D,
         "sequence_tokens": D + n_extra,
         "examples": n_examples,
         "forward_s_per_example": {
             "lean_both_models": round(lean, 3),
+            "lean_gflops_both_models": round(flops / 1e9, 2),
+            "lean_share_of_matmul_rate": round(flops / lean / rate, 3),
             "full_with_lm_head_both_models": round(t["full"], 3),
             "lm_head_share_of_full": round(1 - lean / t["full"], 3),
             "full_timed_on_examples": 1,
@@ -122,6 +136,8 @@ def bench_size(old, new, D: int, n_examples: int, n_extra: int, top_k: int, voca
             "ours_s_per_example": round(ours, 4),
             "official_over_ours": round(theirs / ours, 1),
             "ours_share_of_lean_forward": round(ours / lean, 4),
+            "examples_per_second_forward_plus_ours": round(1 / (lean + ours), 4),
+            "examples_per_second_forward_plus_official": round(1 / (lean + theirs), 4),
             "max_abs_score_difference": diff[level],
             "untied_examples_compared": compared[level][0],
             "same_choice": compared[level][1],
@@ -130,6 +146,7 @@ def bench_size(old, new, D: int, n_examples: int, n_extra: int, top_k: int, voca
         print(
             f"D={D:5d} {level:5s}: official {theirs:8.3f} s/ex, ours {ours:7.4f} s/ex "
             f"({theirs / ours:6.1f}x), ours / lean forward {ours / lean:6.1%} "
+            f"(forward at {flops / lean / rate:.0%} of the matmul rate) "
             f"(lean forward {lean:.2f} s, full {t['full']:.2f} s), score diff {diff[level]:.1e}, "
             f"same choice {compared[level][1]}/{compared[level][0]} untied, "
             f"{same_rule[level]}/{n_examples} by the official rule on both",
@@ -189,10 +206,12 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "sizes": [],
     }
+    rate = matmul_rate(shape["n_embd"])
+    results["environment"]["matmul_flops_per_second"] = round(rate)
     start = time.perf_counter()
     for D in args.sizes:
         results["sizes"].append(
-            bench_size(old, new, D, args.examples, n_extra, args.top_k, shape["vocab"], args.seed)
+            bench_size(old, new, D, args.examples, n_extra, args.top_k, shape["vocab"], args.seed, rate)
         )
     results["total_seconds"] = round(time.perf_counter() - start, 1)
     results["environment"]["load_average_at_end"] = list(os.getloadavg())

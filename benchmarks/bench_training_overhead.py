@@ -34,7 +34,7 @@ from rational_lamol.lamol import collate
 from rational_lamol.tasks import TrainSequence
 from rational_lamol.trainer import train_task
 
-from common import command_line, result_path, speed_environment, write_result
+from common import command_line, matmul_rate, result_path, speed_environment, write_result
 
 
 class _Tokenizer:  # train_task reads only pad_token_id
@@ -87,16 +87,6 @@ def minimal(model, seqs: list[TrainSequence], config: TrainingConfig) -> list[fl
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter())
     return [b - a for a, b in zip(times[:-1], times[1:], strict=True)]
-
-
-def matmul_rate(n: int = 768, m: int = 4096, repeats: int = 5) -> float:
-    """FLOP/s of a float32 ``(m, n) @ (n, 4n)`` product, the shape of a GPT-2 MLP's first matmul."""
-    a, b = torch.randn(m, n), torch.randn(n, 4 * n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * m * n * 4 * n * repeats / (time.perf_counter() - start)
 
 
 def flops_per_position(model, window: int) -> float:

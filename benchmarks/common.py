@@ -112,6 +112,18 @@ def rationale_spans(D: int, rng: np.random.Generator) -> torch.Tensor:
     return gt
 
 
+def matmul_rate(n: int = 768, m: int = 4096, repeats: int = 5) -> float:
+    """FLOP/s of a float32 ``(m, n) @ (n, 4n)`` product, the shape of a GPT-2 MLP's first matmul."""
+    import torch
+
+    a, b = torch.randn(m, n), torch.randn(n, 4 * n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * m * n * 4 * n * repeats / (time.perf_counter() - start)
+
+
 def gpt2_pair(n_layer: int, n_head: int, n_embd: int, vocab: int, n_positions: int, seed: int):
     """A random GPT-2 (eager attention) and a copy with every weight perturbed by 50 % of its std."""
     import copy
