@@ -9,7 +9,8 @@ and then drops to about 1.1; a run leaves it unlearned when the drop has not com
     python benchmarks/pair_plateau.py runs/plateau/gpt2_sentiment runs/plateau/llama_sentiment ...
         [--task pair] [--level 1.3] [--out benchmarks/results/pair_plateau/NAME.json]
 
-Each argument is a run dir of ``rational-lamol run``; its results are grouped under the dir's name.
+Each argument is a run dir of ``rational-lamol run``; its results are grouped under the dir's name,
+or all under ``--group NAME`` (e.g. the one dir per seed that ``bench_main_job.py`` writes).
 """
 
 from __future__ import annotations
@@ -67,14 +68,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("run_dirs", type=Path, nargs="+")
     parser.add_argument("--task", default="pair")
     parser.add_argument("--level", type=float, default=1.3, help="the loss below which a stage has escaped")
+    parser.add_argument("--group", help="pool every run dir under this name")
     parser.add_argument("--out", type=Path, default=result_path("pair_plateau", "plateau"))
     args = parser.parse_args(argv)
-    groups = {}
+    pooled: dict[str, list[dict]] = {}
     for run_dir in args.run_dirs:
-        rows = stage_rows(run_dir, args.task, args.level)
-        groups[run_dir.name] = {"summary": summarize(rows), "runs": rows}
-        s = groups[run_dir.name]["summary"]
-        print(f"{run_dir.name}: {s['runs']} runs, escaped {s['escaped']}, median escape epoch "
+        pooled.setdefault(args.group or run_dir.name, []).extend(stage_rows(run_dir, args.task, args.level))
+    groups = {}
+    for name, rows in pooled.items():
+        groups[name] = {"summary": summarize(rows), "runs": rows}
+        s = groups[name]["summary"]
+        print(f"{name}: {s['runs']} runs, escaped {s['escaped']}, median escape epoch "
               f"{s['median_escape_epoch']}, epochs {s['escape_epochs']}, unlearned {s['unlearned']}, "
               f"lowest diagonal {s['lowest_diagonal']}")
     result = {"benchmark": f"the {args.task} task's loss plateau after another task: first epoch below "

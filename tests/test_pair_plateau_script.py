@@ -35,3 +35,7 @@ def test_escape_epochs_and_unlearned_stages(tmp_path):
     assert group["summary"] == {"runs": 2, "escaped": 1, "median_escape_epoch": 4, "escape_epochs": [4],
                                 "unlearned": 1, "lowest_diagonal": 30.0}
     assert {(r["seed"], r["after"], r["escape_epoch"]) for r in group["runs"]} == {(0, "sentiment", 4), (1, "sentiment", None)}
+    pooled = tmp_path / "pooled.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "pair_plateau.py"), str(tmp_path / "run"), str(tmp_path / "run"),
+                    "--group", "both", "--out", str(pooled)], cwd=REPO, check=True, capture_output=True, text=True)
+    assert json.loads(pooled.read_text())["groups"]["both"]["summary"]["runs"] == 4
