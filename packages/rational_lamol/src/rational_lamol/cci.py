@@ -34,8 +34,10 @@ Everything is vectorized over blocks, heads and rows; the per-example crop is a 
 (documents differ in length) taking each block's slice of the contiguous document span, a view;
 long documents are scored one block at a time, short ones a few stacked blocks at a time. IoU
 counts are exact: 0/1 masks are written as float32 by ``torch.gt`` in cache-sized tiles of rows,
-multiplied (integer counts below 2**24) and divided in float64. Causal rows take the percentile from a prefix of the
-row, or need none (threshold 0): :func:`causal_threshold`, bit for bit :func:`percentile_threshold`.
+multiplied (integer counts below 2**24) and divided in float64. Causal rows take the percentile
+from a prefix of the row, or need none (threshold 0): :func:`causal_threshold`, bit for bit
+:func:`percentile_threshold`; their masks are counted on the prefix too. On CPU the percentile's
+order statistics come from ``numpy.partition`` (:func:`_order_pair`).
 
 Axis letters: N examples, B batch, L blocks, H heads, T tokens, S query rows, D document keys.
 """
@@ -193,11 +195,12 @@ def causal_threshold(values: torch.Tensor, beta: float = 20.0, first: int = 0) -
 
     Row ``i`` of ``values`` ``(..., S, D)`` is expected to be causal: zero at keys ``> first + i``
     and non-negative (post-softmax attention). Rows are taken in bands; a band is checked (exact
-    zeros after its last row's prefix ``p``; no negative entry in ``values``) and, when it passes, needs only
-    its prefix: with at least ``lo + 2`` zeros (``p <= D - lo - 2``) both order statistics are 0
-    and so is the threshold, with no selection; otherwise the top ``D - lo`` entries lie in the
-    prefix (``p >= D - lo``), and the selection reads ``p`` entries instead of ``D``. A band that fails
-    the check, and beta > 50 (the order statistics near the bottom), take the full-row path.
+    zeros after its last row's prefix ``p``; no negative entry in ``values``) and, when it passes,
+    needs only its prefix: with at least ``lo + 2`` zeros (``p <= D - lo - 2``) both order
+    statistics are 0 and so is the threshold, with no selection; otherwise the top ``D - lo``
+    entries lie in the prefix (``p >= D - lo``), and the selection reads ``p`` entries instead of
+    ``D``. A band that fails the check, and beta > 50 (the order statistics near the bottom), take
+    the full-row path.
     """
     return _causal_threshold_with_extents(values, beta, first)[0]
 
