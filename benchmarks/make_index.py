@@ -45,6 +45,9 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "invrat_recipe_design_bow": ("a design protocol for the recipe, on ERASER dev splits: bag-of-words predictors "
                                  "against the recipe's BiGRU, read by dev accuracy against the recipe's",
                                  "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
+    "invrat_recipe_design_warmup": ("a design protocol for the recipe, on ERASER dev splits: 4 warm-up epochs "
+                                    "against the recipe's 1 (the GloVe recipe of protocol v2), read by dev accuracy",
+                                    "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
     "invrat_label_ceiling": ("InvRat's f_i alone on whole Movies reviews (no rationale): the label ceiling",
                              "bench_invrat_label_ceiling.py", "docs/results/invrat_eraser.md"),
     "invrat_rationalize": ("`Rationalizer` throughput on ERASER Movies reviews",
@@ -213,6 +216,7 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "invrat_eraser_protocol_v2": headline_eraser_protocol,
     "invrat_recipe_design": headline_eraser_protocol,
     "invrat_recipe_design_bow": headline_eraser_protocol,
+    "invrat_recipe_design_warmup": headline_eraser_protocol,
     "invrat_label_ceiling": lambda d: f"test macro F1 {d['test']['macro_f1']:.3f} (kept epoch {d['selected_epoch']})",
     "invrat_rationalize": lambda d: f"{d['docs_per_minute']:,.0f} documents/minute on {d['threads']} thread(s)",
     "cci": headline_cci,

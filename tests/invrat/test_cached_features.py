@@ -186,3 +186,15 @@ def test_the_packaged_minilm_features(tmp_path: Path) -> None:
     with torch.no_grad():
         in_loop = features.encoder(torch.tensor([ids]))[0]
     torch.testing.assert_close(sequence.float(), in_loop, rtol=2e-3, atol=2e-3)
+
+
+def test_the_recipe_warms_the_predictors_up_for_four_epochs_on_real_text() -> None:
+    """Design protocol 3: on real text, 4 warm-up epochs before the same 9 game epochs; tiny data
+    and the user's own values keep theirs."""
+    real = make_task("sentiment", seed=0, n_train=200, n_val=4, n_test=4, doc_words=(100, 110)).train
+    game = recipe_config(InvRatConfig(), real).game
+    assert (game.warmup_epochs, game.epochs) == (4, 13)
+    tiny = recipe_config(InvRatConfig(), SPLITS.train).game
+    assert (tiny.warmup_epochs, tiny.epochs) == (InvRatConfig().game.warmup_epochs, InvRatConfig().game.epochs)
+    own = recipe_config(InvRatConfig(warmup_epochs=2), real).game
+    assert (own.warmup_epochs, own.epochs) == (2, 13)
