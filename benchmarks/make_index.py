@@ -39,6 +39,9 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "invrat_eraser_protocol_v2": ("protocol v2: InvRat as a new user gets it, after the recipe's word features were "
                                   "chosen on dev splits (GloVe), on ERASER test splits beside the same baselines",
                                   "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
+    "invrat_eraser_protocol_v3": ("protocol v3: InvRat as a new user gets it, after the recipe's warm-up was chosen "
+                                  "on dev splits (4 epochs), on ERASER test splits beside the same baselines",
+                                  "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
     "invrat_recipe_design": ("a design protocol for the recipe, on ERASER dev splits: the players' word features "
                              "(GloVe against the recipe's MiniLM), read by dev accuracy against the recipe's",
                              "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
@@ -217,6 +220,7 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "invrat_recipe_design": headline_eraser_protocol,
     "invrat_recipe_design_bow": headline_eraser_protocol,
     "invrat_recipe_design_warmup": headline_eraser_protocol,
+    "invrat_eraser_protocol_v3": headline_eraser_protocol,
     "invrat_label_ceiling": lambda d: f"test macro F1 {d['test']['macro_f1']:.3f} (kept epoch {d['selected_epoch']})",
     "invrat_rationalize": lambda d: f"{d['docs_per_minute']:,.0f} documents/minute on {d['threads']} thread(s)",
     "cci": headline_cci,
