@@ -78,14 +78,15 @@ def recipe_config(config: InvRatConfig, train: Sequence[Example]) -> InvRatConfi
         if not _is_set(config, section, name):
             update.setdefault(section, {})[name] = value
     lengths = [min(len(ex.words), config.data.max_len) for ex in train]
+    train_words = sum(lengths)
     if not _is_set(config, "game", "alpha"):
         update.setdefault("game", {})["alpha"] = alpha_for_length(statistics.median(lengths))
-    if sum(lengths) >= REAL_TEXT_WORDS:
+    if train_words >= REAL_TEXT_WORDS:
         for name, value in REAL_TEXT_GAME.items():
             if not _is_set(config, "game", name):
                 update.setdefault("game", {})[name] = value
     if not any(_is_set(config, "players", name) for name in EMBEDDING_FIELDS):
-        embedding, note = embedding_for(sum(lengths), minilm=minilm_installed(), glove=glove_installed())
+        embedding, note = embedding_for(train_words, minilm=minilm_installed(), glove=glove_installed())
         update.setdefault("players", {})["embedding"] = embedding
         if note:
             log.warning("invrat: note: %s", note)

@@ -2,8 +2,8 @@
 
 Models are loaded with ``attn_implementation="eager"`` so CCI can read attention weights.
 A fresh model (``source = "gpt2-scratch"``, the offline default, or ``"llama-scratch"``) gets a
-byte-level BPE tokenizer trained on the tasks' own text. LAMOL's special tokens are added to every tokenizer
-and the embeddings resized to match.
+byte-level BPE tokenizer trained on the tasks' own text. LAMOL's special tokens are added to every
+tokenizer and the embeddings resized to match.
 """
 
 from __future__ import annotations
