@@ -81,6 +81,17 @@ def test_tiny_end_to_end_and_contract(tmp_path, tiny_config):
     assert "label baselines" in (out / "report.html").read_text()
 
 
+def test_a_task_sets_the_epochs_of_its_own_stage(tmp_path, tiny_config):
+    """``epochs`` on a task: its stage trains that many; other stages and multitask keep [training]'s."""
+    cfg = tiny_config()
+    cfg["tasks"][1]["epochs"] = 3
+    cfg["methods"] = ["finetune", "multitask"]
+    runs = {r["method"]: r for r in run_experiment(parse_config(cfg), tmp_path / "run")["runs"]}
+    steps = [stage["train"][0]["steps"] for stage in runs["finetune"]["stages"]]
+    assert steps == [3, 9]  # 12 examples in batches of 4: 1 epoch of sentiment, 3 of topic
+    assert runs["multitask"]["stages"][0]["train"][0]["steps"] == 6  # 24 examples, 1 epoch
+
+
 @pytest.mark.slow
 def test_resume_after_a_finished_task(tmp_path, tiny_config, monkeypatch):
     cfg = tiny_config()

@@ -145,6 +145,10 @@ class TaskConfig(_Strict):
     max_train: int | None = Field(None, ge=1, description="cap: a seeded random subset, in the data's order")
     max_val: int | None = Field(None, ge=1, description="cap on the val split (as max_train)")
     max_test: int | None = Field(None, ge=1, description="cap on the test split (as max_train)")
+    epochs: int | None = Field(
+        None, ge=1, description="epochs of the stage that learns this task alone (unset: [training] epochs); "
+        "stages of several tasks (multitask) keep [training] epochs"
+    )
 
     @field_validator("name")
     @classmethod

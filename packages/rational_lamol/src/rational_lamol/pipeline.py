@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from rational_lamol import task_baselines
-from rational_lamol.config import ExperimentConfig, parse_config
+from rational_lamol.config import ExperimentConfig, TrainingConfig, parse_config
 from rational_lamol.evaluate import evaluate_task
 from rational_lamol.methods import Learned, Method
 from rational_lamol.modeling import (
@@ -271,6 +271,11 @@ class Session:
                         write_results(self.out_dir, records, self.config, timings)
         return {"runs": records, "timings": timings}
 
+    def _stage_training(self, training: TrainingConfig, names: list[str]) -> TrainingConfig:
+        """``training`` with the task's own ``epochs`` for a stage that learns one task that sets them."""
+        epochs = self.config.task(names[0]).epochs if len(names) == 1 else None
+        return training if epochs is None else training.model_copy(update={"epochs": epochs})
+
     def run_dir_for(self, method: Method, seed: int, order: list[str]) -> Path:
         return path_inside(self.out_dir, "-".join(order), f"seed{seed}", method.name)
 
@@ -305,7 +310,8 @@ class Session:
                 continue
             t0 = time.perf_counter()
             stage_name = f"{index + 1}_{names[0] if len(names) == 1 else 'all'}"
-            stage = Stage(seed=seed, order=tuple(order), index=index, task_names=tuple(names), training=training,
+            stage = Stage(seed=seed, order=tuple(order), index=index, task_names=tuple(names),
+                          training=self._stage_training(training, names),
                           run_dir=run_dir, stage_dir=path_inside(run_dir, stage_name), resources=self.resources)
             self._check_deadline(method, seed, order)
             log.info(" stage %d/%d: %s", index + 1, len(stages), "+".join(names))
