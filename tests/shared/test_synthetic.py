@@ -268,3 +268,25 @@ def test_pair_statements_knob(n_statements: int) -> None:
     for ex in splits.train:
         assert ex.words.count("is") == n_statements
         assert sum(ex.rationale or []) == 4 and _pair_oracle(ex) == ex.label
+
+
+def test_pair_repeats_write_the_queried_statement_again() -> None:
+    once = make_task("pair", n_train=40, pair_statements=1, pair_question="colour", doc_words=(24, 48))
+    again = make_task("pair", n_train=40, pair_statements=1, pair_question="colour", doc_words=(24, 48),
+                      pair_repeats=(1, 1))
+    assert again.train == once.train  # the default draws nothing more: the same data as before
+    splits = make_task("pair", n_train=200, pair_statements=2, pair_question="colour", doc_words=(24, 48),
+                       pair_repeats=(1, 3))
+    counts = set()
+    for ex in splits.train:
+        obj = ex.query.split()[-2]
+        copies = [i for i, w in enumerate(ex.words) if w == obj]
+        counts.add(len(copies))
+        assert all(ex.words[i + 2] == ex.label for i in copies)  # every copy says the label
+        assert sum(ex.rationale or []) == 4 * len(copies)  # and every copy is rationale
+        assert ex.words.count("is") == 1 + len(copies)  # the other statement, once
+    assert counts == {1, 2, 3}
+    with pytest.raises(DataError):
+        make_task("pair", pair_repeats=(0, 2))
+    with pytest.raises(DataError):
+        make_task("pair", pair_statements=1, doc_words=(8, 12), pair_repeats=(1, 3))  # 12 words needed

@@ -192,6 +192,11 @@ class SyntheticTaskSpec(BaseModel):
     pair_statements: int = Field(
         default=2, ge=1, le=len(_PAIR_OBJECTS), description="Statements per pair document."
     )
+    pair_repeats: tuple[int, int] = Field(
+        default=(1, 1),
+        description="Pair task: inclusive range of how many times the queried statement is written (the same "
+        "object and colour each time, every copy in the rationale); (1, 1) writes it once.",
+    )
     pair_question: Literal["match", "colour"] = Field(
         default="match",
         description="Pair task: 'match' asks 'is the <object> <colour> ?' (yes / no); 'colour' asks "
@@ -239,9 +244,13 @@ class SyntheticTaskSpec(BaseModel):
             raise ValueError(
                 f"planted_per_doc must satisfy 1 <= min <= max <= min doc length, got {self.planted_per_doc}"
             )
-        if self.name == "pair" and 4 * self.pair_statements > lo:
+        r_lo, r_hi = self.pair_repeats
+        if not 1 <= r_lo <= r_hi:
+            raise ValueError(f"pair_repeats must be (min, max) with 1 <= min <= max, got {self.pair_repeats}")
+        statements = self.pair_statements + r_hi - 1
+        if self.name == "pair" and 4 * statements > lo:
             raise ValueError(
-                f"pair documents need {4 * self.pair_statements} words for {self.pair_statements} "
+                f"pair documents need {4 * statements} words for {statements} "
                 f"statements but doc_words allows {lo}"
             )
         if not all(0.0 <= p <= 1.0 for p in self.train_rates):
@@ -304,25 +313,30 @@ def _pair_example(
     length = int(rng.integers(spec.doc_words[0], spec.doc_words[1] + 1))
     objects = [_PAIR_OBJECTS[i] for i in rng.choice(len(_PAIR_OBJECTS), size=n, replace=False)]
     colours = [_PAIR_COLOURS[i] for i in rng.integers(0, len(_PAIR_COLOURS), size=n)]
-    n_filler = length - 4 * n
-    # Statement s goes after gaps[s] filler words (sorted gaps keep statements in order).
-    gaps = sorted(int(g) for g in rng.integers(0, n_filler + 1, size=n))
+    # copies of the queried statement beyond the first: no draw at (1, 1), so such data is the
+    # same as before the option existed
+    extra = int(rng.integers(spec.pair_repeats[0], spec.pair_repeats[1] + 1)) - 1 if spec.pair_repeats != (1, 1) else 0
+    n_filler = length - 4 * (n + extra)
+    # Statement slot s goes after gaps[s] filler words (sorted gaps keep statements in order).
+    gaps = sorted(int(g) for g in rng.integers(0, n_filler + 1, size=n + extra))
     filler = _filler(rng, n_filler)
     queried = int(rng.integers(0, n))
     words: list[str] = []
     rationale: list[int] = []
     used = 0
-    for s in range(n):
-        words += filler[used : gaps[s]]
-        rationale += [0] * (gaps[s] - used)
-        used = gaps[s]
+    for slot, s in enumerate([*range(n), *[queried] * extra]):
+        words += filler[used : gaps[slot]]
+        rationale += [0] * (gaps[slot] - used)
+        used = gaps[slot]
         words += ["the", objects[s], "is", colours[s]]
         rationale += [1 if s == queried else 0] * 4
     words += filler[used:]
     rationale += [0] * (n_filler - used)
     if spec.pair_question == "colour":
-        # the label is the queried statement's colour (the other statements keep theirs)
-        words[words.index(objects[queried]) + 2] = label
+        # the label is the queried statement's colour, in every copy (the other statements keep theirs)
+        for i, word in enumerate(words[:-2]):
+            if word == objects[queried] and words[i + 1] == "is":
+                words[i + 2] = label
         return words, rationale, f"what colour is the {objects[queried]} ?"
     if label == "yes":
         asked = colours[queried]
@@ -419,7 +433,8 @@ def make_task(name: str, **options: Any) -> Splits:
     ``n_test``, ``polluted``, ``doc_words``, ``planted_per_doc``, ``pair_statements`` (1 makes
     the pair task a plain comparison of the query's colour with the document's),
     ``label_noise``, ``word_noise``, ``pair_question`` (``"colour"`` asks for the queried object's colour instead of a yes/no
-    comparison: a lookup tiny models learn), ``train_rates``, ``test_rate``.
+    comparison: a lookup tiny models learn), ``pair_repeats`` (how many times the queried statement
+    is written), ``train_rates``, ``test_rate``.
 
     Raises :class:`DataError` for an unknown name or option, or inconsistent sizes.
     """
