@@ -290,3 +290,21 @@ def test_pair_repeats_write_the_queried_statement_again() -> None:
         make_task("pair", pair_repeats=(0, 2))
     with pytest.raises(DataError):
         make_task("pair", pair_statements=1, doc_words=(8, 12), pair_repeats=(1, 3))  # 12 words needed
+
+
+def test_markov_filler_follows_its_chain_and_uniform_is_unchanged() -> None:
+    from rationale_commons.synthetic import FILLER_SUCCESSORS, FILLER_WORDS
+
+    uniform = make_task("sentiment", n_train=30, doc_words=(24, 48))
+    assert make_task("sentiment", n_train=30, doc_words=(24, 48), filler="uniform").train == uniform.train
+    index = {w: i for i, w in enumerate(FILLER_WORDS)}
+    for name in ("sentiment", "pair"):
+        options = {"pair_statements": 1, "pair_question": "colour"} if name == "pair" else {}
+        splits = make_task(name, n_train=30, doc_words=(24, 48), filler="markov", **options)
+        for ex in splits.train:
+            planted = set(ex.words) - set(FILLER_WORDS)
+            assert planted  # the task's own words are still there
+            for a, b in zip(ex.words[:-1], ex.words[1:], strict=True):
+                if a in index and b in index:  # two filler words in a row: b is one of a's successors
+                    assert index[b] in FILLER_SUCCESSORS[index[a]]
+        assert splits.train != make_task(name, n_train=30, doc_words=(24, 48), **options).train

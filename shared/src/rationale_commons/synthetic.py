@@ -186,6 +186,12 @@ class SyntheticTaskSpec(BaseModel):
         default=(20, 60),
         description="Inclusive range of document lengths in words (before pollution).",
     )
+    filler: Literal["uniform", "markov"] = Field(
+        default="uniform",
+        description="The words around the planted ones: 'uniform' draws each filler word independently (text a "
+        "language model can only memorize); 'markov' follows a fixed chain in which every word has 4 possible "
+        "successors (text with structure a language model can learn, as real text has).",
+    )
     planted_per_doc: tuple[int, int] = Field(
         default=(1, 3), description="Inclusive range of planted words (sentiment, topic)."
     )
@@ -281,8 +287,23 @@ def _another_label(rng: np.random.Generator, labels: Sequence[str], label: str) 
     return others[int(rng.integers(0, len(others)))]
 
 
-def _filler(rng: np.random.Generator, n: int) -> list[str]:
-    return [FILLER_WORDS[i] for i in rng.integers(0, len(FILLER_WORDS), size=n)]
+#: successors of each filler word under ``filler = "markov"``: 4 distinct words, from a fixed seed
+#: (the same on every machine), so the text has 2 bits of entropy per word that a language model can learn
+FILLER_SUCCESSORS: np.ndarray = np.stack([
+    np.random.default_rng([20261203, i]).choice(len(FILLER_WORDS), size=4, replace=False)
+    for i in range(len(FILLER_WORDS))
+])
+
+
+def _filler(rng: np.random.Generator, n: int, kind: str = "uniform") -> list[str]:
+    if kind == "uniform" or n == 0:
+        return [FILLER_WORDS[i] for i in rng.integers(0, len(FILLER_WORDS), size=n)]
+    word = int(rng.integers(0, len(FILLER_WORDS)))
+    indices = [word]
+    for pick in rng.integers(0, FILLER_SUCCESSORS.shape[1], size=n - 1):
+        word = int(FILLER_SUCCESSORS[word, pick])
+        indices.append(word)
+    return [FILLER_WORDS[i] for i in indices]
 
 
 def _single_input_doc(
@@ -290,7 +311,7 @@ def _single_input_doc(
 ) -> tuple[list[str], list[int]]:
     length = int(rng.integers(spec.doc_words[0], spec.doc_words[1] + 1))
     k = int(rng.integers(spec.planted_per_doc[0], spec.planted_per_doc[1] + 1))
-    words = _filler(rng, length)
+    words = _filler(rng, length, spec.filler)
     rationale = [0] * length
     positions = sorted(int(p) for p in rng.choice(length, size=k, replace=False))
     vocabulary = _CLASS_WORDS[spec.name][label]
@@ -319,7 +340,7 @@ def _pair_example(
     n_filler = length - 4 * (n + extra)
     # Statement slot s goes after gaps[s] filler words (sorted gaps keep statements in order).
     gaps = sorted(int(g) for g in rng.integers(0, n_filler + 1, size=n + extra))
-    filler = _filler(rng, n_filler)
+    filler = _filler(rng, n_filler, spec.filler)
     queried = int(rng.integers(0, n))
     words: list[str] = []
     rationale: list[int] = []
@@ -434,7 +455,7 @@ def make_task(name: str, **options: Any) -> Splits:
     the pair task a plain comparison of the query's colour with the document's),
     ``label_noise``, ``word_noise``, ``pair_question`` (``"colour"`` asks for the queried object's colour instead of a yes/no
     comparison: a lookup tiny models learn), ``pair_repeats`` (how many times the queried statement
-    is written), ``train_rates``, ``test_rate``.
+    is written), ``filler`` (``"markov"``: filler text with learnable structure), ``train_rates``, ``test_rate``.
 
     Raises :class:`DataError` for an unknown name or option, or inconsistent sizes.
     """
