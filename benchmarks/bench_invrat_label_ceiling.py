@@ -32,7 +32,7 @@ from invrat import load_config
 from invrat.data import Prepared, length_sorted_batches, prepare
 from invrat.embeddings import initial_embeddings
 from invrat.encoder import ContextualWords
-from invrat.model import Predictor, make_embedding
+from invrat.model import BagOfWords, Predictor, make_embedding
 from invrat.vocab import Encoded, Vocab
 from rationale_commons.loaders import load_data
 from rationale_commons.metrics.eraser import classification_report
@@ -114,8 +114,11 @@ def main() -> None:
     seed_everything(config.game.seed)
     dim = init.shape[1] if init is not None else config.players.embedding_dim
     rows = init.shape[0] if init is not None else len(vocab)
-    fi = Predictor(make_embedding(rows, dim, init, freeze=config.players.freeze_embeddings), config.players.hidden_dim, len(labels), 0,
-                   config.players.dropout).to(device)
+    if config.players.predictor == "bag_of_words":  # a weight per (word, label): no word features
+        fi = BagOfWords(len(vocab), len(labels), 0).to(device)
+    else:
+        fi = Predictor(make_embedding(rows, dim, init, freeze=config.players.freeze_embeddings), config.players.hidden_dim,
+                       len(labels), 0, config.players.dropout).to(device)
     params = [p for p in fi.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.game.lr, weight_decay=config.game.weight_decay)
     epochs, best, best_state = [], None, None
@@ -156,9 +159,10 @@ def main() -> None:
         "feature_seconds": round(feature_seconds, 1),
         "machine": machine_info(device),
     }
-    out = args.json or result_path("invrat_label_ceiling", f"{task}_{config.players.embedding}")
+    features = "bag_of_words" if config.players.predictor == "bag_of_words" else config.players.embedding
+    out = args.json or result_path("invrat_label_ceiling", f"{task}_{features}")
     write_json_atomic(out, result)
-    print(f"{task}, {config.players.embedding}: kept epoch {best['epoch']} (dev acc {best['dev_acc']:.3f}); "
+    print(f"{task}, {features}: kept epoch {best['epoch']} (dev acc {best['dev_acc']:.3f}); "
           f"test accuracy {report['accuracy']:.3f}, macro F1 {report['macro avg']['f1-score']:.3f} -> {out}")
 
 
