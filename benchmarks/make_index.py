@@ -51,6 +51,9 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "invrat_recipe_design_warmup": ("a design protocol for the recipe, on ERASER dev splits: 4 warm-up epochs "
                                     "against the recipe's 1 (the GloVe recipe of protocol v2), read by dev accuracy",
                                     "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
+    "invrat_recipe_design_auto": ("a design protocol for the recipe, on ERASER dev splits: predictor = \"auto\" "
+                                  "(bag of words where TF-IDF reads the label) against the v3 recipe, read by dev accuracy",
+                                  "bench_invrat_eraser_protocol.py", "docs/results/invrat_eraser.md"),
     "invrat_label_ceiling": ("InvRat's f_i alone on whole Movies reviews (no rationale): the label ceiling",
                              "bench_invrat_label_ceiling.py", "docs/results/invrat_eraser.md"),
     "invrat_rationalize": ("`Rationalizer` throughput on ERASER Movies reviews",
@@ -220,6 +223,7 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "invrat_recipe_design": headline_eraser_protocol,
     "invrat_recipe_design_bow": headline_eraser_protocol,
     "invrat_recipe_design_warmup": headline_eraser_protocol,
+    "invrat_recipe_design_auto": headline_eraser_protocol,
     "invrat_eraser_protocol_v3": headline_eraser_protocol,
     "invrat_label_ceiling": lambda d: f"test macro F1 {d['test']['macro_f1']:.3f} (kept epoch {d['selected_epoch']})",
     "invrat_rationalize": lambda d: f"{d['docs_per_minute']:,.0f} documents/minute on {d['threads']} thread(s)",

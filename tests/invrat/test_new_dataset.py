@@ -169,3 +169,26 @@ def test_long_documents_are_rationalized_in_windows(tmp_path: Path, caplog: pyte
         assert len(r.mask) == len(r.scores) == len(ex.words)
         windows = [r.mask[s : s + 5] for s in range(0, len(ex.words), 5)]
         assert all(sum(w) == -(-len(w) // 5) for w in windows)  # ceil(0.2 * n) words of every window
+
+
+def test_predictor_auto_takes_the_bag_of_words_only_where_the_words_carry_the_label(tmp_path: Path) -> None:
+    import random
+
+    from invrat import InvRatConfig, train_invrat
+    from invrat.recipe import resolve_predictor
+
+    splits = make_task("sentiment", seed=0, n_train=120, n_val=200, n_test=4, doc_words=(8, 14))
+    auto = InvRatConfig(predictor="auto")
+    assert resolve_predictor(auto, splits.train, splits.val).players.predictor == "bag_of_words"
+    rng = random.Random(0)  # labels drawn independently of the text: nothing linear to read
+
+    def shuffled(examples):
+        return [ex.model_copy(update={"label": rng.choice(["negative", "positive"])}) for ex in examples]
+
+    assert resolve_predictor(auto, shuffled(splits.train), shuffled(splits.val)).players.predictor == "bigru"
+    assert resolve_predictor(InvRatConfig(predictor="bigru"), splits.train, splits.val).players.predictor == "bigru"
+    config = InvRatConfig(predictor="auto", hidden_dim=8, embedding_dim=8, epochs=1, warmup_epochs=1, restarts=1,
+                          progress=False, num_threads=1, selection="top_alpha", alpha=0.2)
+    run = train_invrat(splits, config, tmp_path / "run")
+    assert json.loads((run / "config.json").read_text())["players"]["predictor"] == "bag_of_words"
+    assert train_invrat(splits, config, run, resume=True) == run  # the same "auto" config resumes it

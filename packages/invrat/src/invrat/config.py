@@ -101,13 +101,16 @@ class PlayersConfig(_Section):
             "false keeps the reference's document-then-query sequence alone, whose scores barely move with the query."
         ),
     )
-    predictor: Literal["bigru", "bag_of_words"] = Field(
+    predictor: Literal["bigru", "bag_of_words", "auto"] = Field(
         "bigru",
         description=(
             "bigru: the paper's predictors, a bidirectional GRU over the shown words' vectors, max-pooled; "
             "bag_of_words: a learned weight per (word, label) summed over the shown words (f_e: plus a weight per "
             "environment, word and label), a logistic regression on counts that learns a label in a few epochs "
-            "(not in the paper; see invrat/model.py BagOfWords). The generator keeps its GRU and word features."
+            "(not in the paper; see invrat/model.py BagOfWords). The generator keeps its GRU and word features. "
+            "auto: bag_of_words when a full-text TF-IDF logistic regression reads the dev labels clearly better "
+            "than the majority class, else bigru (decided when training starts: invrat/recipe.py resolve_predictor; "
+            "the run dir's config.json records the choice)."
         ),
     )
     bag_of_words_lr: float = Field(

@@ -38,6 +38,7 @@ from invrat.environments import (
 )
 from invrat.model import build_players, is_query_aware
 from invrat.players import optimizers, player_step
+from invrat.recipe import resolve_predictor
 from invrat.reference_envs import fit_reference_envs
 from invrat.schedules import diff_weight, temperature
 from invrat.selection import gap_weight, judge
@@ -65,9 +66,10 @@ def train_invrat(splits: Splits, config: InvRatConfig, out_dir: str | Path, *, r
     """
     out_dir = Path(out_dir)
     with lock_run_dir(out_dir):
+        train, val = train_and_dev(splits, config.game.seed)
+        config = resolve_predictor(config, train, val)  # "auto": decided here, recorded resolved
         if resume and run_dir.is_finished(out_dir, config):
             return out_dir
-        train, val = train_and_dev(splits, config.game.seed)
         ckpt = run_dir.check_run_dir(out_dir, resume, config)
         run_dir.start(out_dir)
         # a resumed run keeps the players it was started with (runs from before query attention had none)

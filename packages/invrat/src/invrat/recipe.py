@@ -93,6 +93,30 @@ def recipe_config(config: InvRatConfig, train: Sequence[Example]) -> InvRatConfi
     return config.model_copy(update=update) if update else config
 
 
+#: ``predictor = "auto"`` takes the bag of words when a full-text TF-IDF logistic regression's dev
+#: accuracy beats the majority class's by at least this much: the label is then in the words
+#: themselves, which a linear predictor learns from few examples where a GRU over frozen vectors
+#: does not (docs/results/invrat_eraser.md, "The label ceiling").
+LINEAR_LABEL_MARGIN = 0.05
+
+
+def resolve_predictor(config: InvRatConfig, train: Sequence[Example], dev: Sequence[Example]) -> InvRatConfig:
+    """``config`` with ``players.predictor = "auto"`` decided on ``train`` and ``dev`` (labels only):
+    ``bag_of_words`` when a TF-IDF logistic regression of the whole text scores at least
+    :data:`LINEAR_LABEL_MARGIN` above the majority class on ``dev``, else ``bigru``. Other values
+    are returned unchanged."""
+    if config.players.predictor != "auto":
+        return config
+    from invrat.baselines import label_baselines
+
+    scores = label_baselines(train, dev) if dev else {"tfidf_logreg_accuracy": 0.0, "majority_accuracy": 0.0}
+    tfidf, majority = scores["tfidf_logreg_accuracy"], scores["majority_accuracy"]
+    choice = "bag_of_words" if dev and tfidf >= majority + LINEAR_LABEL_MARGIN else "bigru"
+    log.warning("invrat: note: predictor auto -> %s (dev accuracy of a full-text TF-IDF logistic regression "
+                "%.3f, majority class %.3f)", choice, tfidf, majority)
+    return config.model_copy(update={"players": {"predictor": choice}})
+
+
 def kept_model_warnings(selection: dict, dev: Sequence[Example]) -> list[str]:
     """Warnings about the kept (restart, epoch): it selects nothing, or predicts no better than the
     majority class of the dev set."""
