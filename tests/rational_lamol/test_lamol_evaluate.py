@@ -66,3 +66,31 @@ def test_frozen_parameters_stay_out_of_the_optimizer(tiny_tokenizer, example_fac
                        callbacks=[Counter()])
     assert Counter.starts == 1 and Counter.steps == stats.steps == 6
     assert all(torch.equal(a, b) for a, b in zip(before, frozen, strict=True))
+
+
+def test_training_leaves_no_model_or_optimizer_behind(tiny_tokenizer, example_factory):
+    """A run trains many task models with one accelerator: none may stay referenced after its
+    training (a 135M-parameter run grew by GBs per method until the kernel killed it)."""
+    import gc
+    import weakref
+
+    from rational_lamol.trainer import get_accelerator
+
+    exs = [example_factory("the movie was great", "positive", idx="0"),
+           example_factory("the plot was awful", "negative", idx="1")]
+    task = TaskData(config=TaskConfig(name="a", data="synthetic:sentiment", question="what is the sentiment ?"),
+                    splits=Splits(name="a", train=exs, test=exs))
+    ids = special_ids(tiny_tokenizer, ["a", "b"], shared_gen=True)
+    cfg = TrainingConfig(epochs=1, lr=1e-3, batch_size=2, device="cpu")
+    accelerator = get_accelerator(cfg)
+    seqs = task.sequences("train", tiny_tokenizer, 48, ids)
+    refs = []
+    for _ in range(2):
+        model = build_scratch_model(ModelConfig(n_layer=1, n_head=2, n_embd=32, max_length=48, dropout=0.0),
+                                    len(tiny_tokenizer), eos_id=ids.eos, pad_id=ids.pad)
+        train_task(model, tiny_tokenizer, seqs, cfg, accelerator=accelerator)
+        refs.append(weakref.ref(model))
+        del model
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+    assert not accelerator._models and not accelerator._optimizers and not accelerator._schedulers

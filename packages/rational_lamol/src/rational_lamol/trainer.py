@@ -211,4 +211,7 @@ def train_task(
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(wrapped)
     unwrapped.eval()
+    # the accelerator keeps every model and optimizer it prepared: one run trains many task models
+    # (GBs each at 135M parameters, with AdamW's state), so let them go once this one is trained
+    accelerator.free_memory()
     return stats
