@@ -114,7 +114,9 @@ def main() -> None:
     seed_everything(config.game.seed)
     dim = init.shape[1] if init is not None else config.players.embedding_dim
     rows = init.shape[0] if init is not None else len(vocab)
-    if config.players.predictor == "bag_of_words":  # a weight per (word, label): no word features
+    bag_of_words = config.players.predictor == "bag_of_words"
+    features = "bag_of_words" if bag_of_words else config.players.embedding  # names the result file
+    if bag_of_words:  # a weight per (word, label): no word features
         fi = BagOfWords(len(vocab), len(labels), 0).to(device)
     else:
         fi = Predictor(make_embedding(rows, dim, init, freeze=config.players.freeze_embeddings), config.players.hidden_dim,
@@ -159,7 +161,6 @@ def main() -> None:
         "feature_seconds": round(feature_seconds, 1),
         "machine": machine_info(device),
     }
-    features = "bag_of_words" if config.players.predictor == "bag_of_words" else config.players.embedding
     out = args.json or result_path("invrat_label_ceiling", f"{task}_{features}")
     write_json_atomic(out, result)
     print(f"{task}, {features}: kept epoch {best['epoch']} (dev acc {best['dev_acc']:.3f}); "

@@ -344,20 +344,22 @@ def _pair_example(
     queried = int(rng.integers(0, n))
     words: list[str] = []
     rationale: list[int] = []
+    queried_colours: list[int] = []  # where each copy of the queried statement names its colour
     used = 0
     for slot, s in enumerate([*range(n), *[queried] * extra]):
         words += filler[used : gaps[slot]]
         rationale += [0] * (gaps[slot] - used)
         used = gaps[slot]
+        if s == queried:
+            queried_colours.append(len(words) + 3)
         words += ["the", objects[s], "is", colours[s]]
         rationale += [1 if s == queried else 0] * 4
     words += filler[used:]
     rationale += [0] * (n_filler - used)
     if spec.pair_question == "colour":
         # the label is the queried statement's colour, in every copy (the other statements keep theirs)
-        for i, word in enumerate(words[:-2]):
-            if word == objects[queried] and words[i + 1] == "is":
-                words[i + 2] = label
+        for i in queried_colours:
+            words[i] = label
         return words, rationale, f"what colour is the {objects[queried]} ?"
     if label == "yes":
         asked = colours[queried]

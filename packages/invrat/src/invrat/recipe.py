@@ -30,6 +30,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 
+from invrat.baselines import label_baselines
 from invrat.config import InvRatConfig
 from invrat.embeddings import glove_installed
 from invrat.encoder import minilm_installed
@@ -107,11 +108,9 @@ def resolve_predictor(config: InvRatConfig, train: Sequence[Example], dev: Seque
     are returned unchanged."""
     if config.players.predictor != "auto":
         return config
-    from invrat.baselines import label_baselines
-
     scores = label_baselines(train, dev) if dev else {"tfidf_logreg_accuracy": 0.0, "majority_accuracy": 0.0}
     tfidf, majority = scores["tfidf_logreg_accuracy"], scores["majority_accuracy"]
-    choice = "bag_of_words" if dev and tfidf >= majority + LINEAR_LABEL_MARGIN else "bigru"
+    choice = "bag_of_words" if tfidf >= majority + LINEAR_LABEL_MARGIN else "bigru"  # no dev: 0 >= 0.05 is false
     log.warning("invrat: note: predictor auto -> %s (dev accuracy of a full-text TF-IDF logistic regression "
                 "%.3f, majority class %.3f)", choice, tfidf, majority)
     return config.model_copy(update={"players": {"predictor": choice}})
