@@ -8,7 +8,7 @@ Prints: the unlearned (seed, order) pairs (``lamol`` scored below ``--learned-be
 right after training it, or with ``--majority-from`` at or below that task's majority class: the
 protocol's pre-registered learnability rule), ACC / BWT mean ± std per
 method, the paired comparisons as the summary records them, and the primary comparisons again
-without the unlearned pairs.
+without the unlearned pairs; with ``--matrices``, every run's score matrix.
 """
 
 from __future__ import annotations
@@ -58,12 +58,23 @@ def comparison_row(row: dict) -> str:
             f"{'—' if p is None else f'{p:.2f}'} |")
 
 
+def matrix_rows(runs: list[dict]) -> list[str]:
+    """One markdown row per run: its score matrix, row i = the scores after training task i."""
+    rows = []
+    for r in sorted(runs, key=lambda r: (r["seed"], r["order"], r["method"])):
+        matrix = " / ".join(" ".join(f"{x:.1f}" for x in row) for row in r["score_matrix"])
+        rows.append(f"| {r['seed']} | {' → '.join(r['order'])} | `{r['method']}` | {matrix} | "
+                    f"{r['metrics']['acc']:.1f} | {r['metrics']['bwt']:.1f} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("summary", type=Path)
     parser.add_argument("--learned-below", type=float, default=60.0)
     parser.add_argument("--majority-from", type=Path, default=None,
                         help="bench_task_baselines.py JSON: unlearned = at or below the task's majority class")
+    parser.add_argument("--matrices", action="store_true", help="also print every run's score matrix")
     args = parser.parse_args()
     data = json.loads(args.summary.read_text())
     runs = [{**r, "run_dir": f"seed{r['seed']}"} for r in data["per_run"]]
@@ -96,6 +107,10 @@ def main() -> None:
     lamol_acc = [r["metrics"]["acc"] for r in learned if r["method"] == "lamol"]
     if lamol_acc:
         print(f"\nlamol ACC over the learned pairs: {statistics.fmean(lamol_acc):.1f}")
+    if args.matrices:
+        print("\n| seed | order | method | score matrix (rows: after task 1, 2, 3) | ACC | BWT |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(matrix_rows(runs)))
 
 
 if __name__ == "__main__":
