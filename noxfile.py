@@ -36,7 +36,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """The main job on its embedded default data: synthetic suite, InvRat rationales, 4 methods."""
+    """The main job on its embedded default data: synthetic suite, InvRat rationales, 7 methods."""
     install_project(session)
     session.env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     session.run("rational-lamol", "run", *session.posargs)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from tiny_configs import tiny_lamol_toml
 
 from invrat import train_invrat
 from invrat.config import load_config as load_invrat_config
@@ -30,37 +31,7 @@ from rationale_commons.loaders import load_data
 from rationale_commons.runtime import FAULT_ENV
 from rationale_commons.synthetic import make_task
 
-LAMOL_TOML = """
-name = "tiny-faults"
-methods = ["finetune", "lamol"]
-[model]
-source = "gpt2-scratch"
-n_layer = 1
-n_head = 2
-n_embd = 32
-vocab_size = 400
-max_length = 80
-dropout = 0.0
-[[tasks]]
-name = "sentiment"
-data = "synthetic:sentiment"
-max_train = 12
-max_val = 4
-max_test = 6
-[[tasks]]
-name = "topic"
-data = "synthetic:topic"
-max_train = 12
-max_val = 4
-max_test = 6
-[training]
-epochs = 1
-lr = 1e-3
-batch_size = 4
-threads = 1
-gen_batch_size = 8
-gamma = 0.5
-"""
+LAMOL_TOML = tiny_lamol_toml("tiny-faults", ["finetune", "lamol"])
 
 INVRAT_TOML = """
 hidden_dim = 6

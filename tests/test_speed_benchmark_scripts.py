@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_configs import tiny_lamol_toml
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
@@ -52,37 +53,7 @@ def test_task_baselines_of_the_demo_protocol(tmp_path):
                for row in result["tasks"].values())
 
 
-TINY_TWO_TASKS = """
-name = "tiny"
-methods = ["lamol"]
-seeds = [0]
-[model]
-source = "gpt2-scratch"
-n_layer = 1
-n_head = 2
-n_embd = 32
-vocab_size = 400
-max_length = 80
-dropout = 0.0
-[[tasks]]
-name = "sentiment"
-data = "synthetic:sentiment"
-max_train = 12
-max_val = 4
-max_test = 6
-[[tasks]]
-name = "topic"
-data = "synthetic:topic"
-max_train = 12
-max_val = 4
-max_test = 6
-[training]
-epochs = 1
-lr = 1e-3
-batch_size = 4
-threads = 1
-gen_batch_size = 8
-"""
+TINY_TWO_TASKS = tiny_lamol_toml("tiny")
 
 
 def test_replay_quality_learns_each_task_alone_and_judges_its_samples(tmp_path):

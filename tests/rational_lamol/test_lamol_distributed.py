@@ -7,36 +7,9 @@ import json
 import subprocess
 
 import pytest
+from tiny_configs import tiny_lamol_toml
 
-TINY = """
-name = "tiny-ddp"
-methods = ["lamol"]
-[model]
-source = "gpt2-scratch"
-n_layer = 1
-n_head = 2
-n_embd = 32
-vocab_size = 400
-max_length = 80
-[[tasks]]
-name = "sentiment"
-data = "synthetic:sentiment"
-max_train = 8
-max_val = 4
-max_test = 6
-[[tasks]]
-name = "topic"
-data = "synthetic:topic"
-max_train = 8
-max_val = 4
-max_test = 6
-[training]
-epochs = 1
-lr = 1e-3
-batch_size = 4
-gamma = 0.5
-threads = 1
-"""
+TINY = tiny_lamol_toml("tiny-ddp", max_train=8)
 
 
 @pytest.mark.slow
