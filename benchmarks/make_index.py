@@ -257,10 +257,11 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
 
 
 def git_date(path: Path) -> str:
-    """The date of the last commit that wrote this content (renames are not writes)."""
+    """The date of the last commit that wrote this content (renames are not writes; a copy is:
+    --follow takes a new file similar to an old one for its copy)."""
     try:
         out = subprocess.run(
-            ["git", "log", "--follow", "--diff-filter=AM", "-1", "--format=%cs", "--", str(path.relative_to(REPO))],
+            ["git", "log", "--follow", "--diff-filter=ACM", "-1", "--format=%cs", "--", str(path.relative_to(REPO))],
             cwd=REPO, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
