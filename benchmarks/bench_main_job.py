@@ -14,8 +14,10 @@ continues killed run dirs (a protocol longer than one sitting is resumed until d
         --jobs 2 --out runs/protocol-demo --resume --archive benchmarks/results/main_job/protocol_demo_runs
 
 ``--archive DIR`` keeps the finished runs' JSON (no models: small enough to commit) and restores it
-into an empty ``--out`` before running, so a protocol survives a fresh checkout; ``--no-run``
-only archives and summarizes what is finished (a partial result, said as such in the JSON).
+into an empty ``--out`` before running, so a protocol survives a fresh checkout. It archives every
+``--archive-every`` seconds while the seeds run, not only at the end, so a machine lost in the
+middle of a long protocol costs only the runs still unfinished; ``--no-run`` only archives and
+summarizes what is finished (a partial result, said as such in the JSON).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from common import command_line, result_path
@@ -46,7 +48,9 @@ def archive_runs(run_dir: Path, archive: Path) -> None:
                 continue  # an unfinished run is redone on resume
             target = archive / path.relative_to(run_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            partial = target.with_name(f".{target.name}.part")  # a copy cut short never replaces a good one
+            shutil.copyfile(path, partial)
+            os.replace(partial, target)
 
 
 def restore_runs(archive: Path, run_dir: Path) -> None:
@@ -70,6 +74,8 @@ def main() -> None:
     parser.add_argument("--archive", type=Path, default=None,
                         help="keep the finished runs' JSON (no models) here, and restore from it before running: "
                              "a protocol longer than one sitting survives a fresh checkout")
+    parser.add_argument("--archive-every", type=float, default=300.0, metavar="SECONDS",
+                        help="archive the finished runs this often while the seeds run (default: 300)")
     args = parser.parse_args()
     if args.archive is not None:
         for seed in (s.strip() for s in args.seeds.split(",") if s.strip()):
@@ -86,14 +92,21 @@ def main() -> None:
     def run_seed(cmd: list[str]) -> int:
         return subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 
+    def archive_all() -> None:
+        if args.archive is not None:
+            for seed in seeds:
+                archive_runs(args.out / f"seed{seed}", args.archive / f"seed{seed}")
+
     if not args.no_run:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # a freed slot takes the next seed
-            if any(pool.map(run_seed, commands)):
+            futures = [pool.submit(run_seed, cmd) for cmd in commands]
+            while wait(futures, timeout=args.archive_every).not_done:
+                archive_all()
+            if any(future.result() for future in futures):
+                archive_all()
                 sys.exit("a seed's run failed; see its run.log")
     wall = time.perf_counter() - start
-    if args.archive is not None:
-        for seed in seeds:
-            archive_runs(args.out / f"seed{seed}", args.archive / f"seed{seed}")
+    archive_all()
 
     from rational_lamol.report import load_runs, paired_comparisons, summarize
 

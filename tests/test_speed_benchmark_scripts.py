@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,26 @@ def test_replay_quality_learns_each_task_alone_and_judges_its_samples(tmp_path):
     for task in ("sentiment", "topic"):
         (run,) = json.loads((tmp_path / "runs" / "tiny" / task / "results.json").read_text())["runs"]
         assert run["order"] == [task]
+
+
+def test_main_job_archives_its_runs_and_a_lost_run_dir_is_restored_from_the_archive(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(tiny_lamol_toml("tiny", ["finetune", "lamol"]))
+    runs, archive = tmp_path / "runs", tmp_path / "archive"
+
+    def main_job(*extra: str) -> dict:
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_main_job.py"), "--config", str(config),
+                        "--seeds", "0", "--out", str(runs), "--archive", str(archive), "--archive-every", "0.2",
+                        "--json", str(tmp_path / "main_job.json"), *extra],
+                       cwd=REPO, env=ENV, check=True, capture_output=True)
+        return json.loads((tmp_path / "main_job.json").read_text())
+
+    first = main_job()
+    assert first["complete"] and [r["method"] for r in first["per_run"]] == ["finetune", "lamol"]
+    assert sorted(p.parent.name for p in archive.glob("seed0/*/seed0/*/run.json")) == ["finetune", "lamol"]
+    assert not list(archive.rglob(".*.part"))
+
+    # the machine is lost: the run dir goes, the archive stays; the resumed job redoes nothing
+    shutil.rmtree(runs)
+    again = main_job("--resume")
+    assert again["per_run"] == first["per_run"]
