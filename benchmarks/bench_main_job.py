@@ -97,16 +97,17 @@ def main() -> None:
             for seed in seeds:
                 archive_runs(args.out / f"seed{seed}", args.archive / f"seed{seed}")
 
+    failed = False
     if not args.no_run:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # a freed slot takes the next seed
             futures = [pool.submit(run_seed, cmd) for cmd in commands]
             while wait(futures, timeout=args.archive_every).not_done:
                 archive_all()
-            if any(future.result() for future in futures):
-                archive_all()
-                sys.exit("a seed's run failed; see its run.log")
+        failed = any(future.result() for future in futures)
     wall = time.perf_counter() - start
     archive_all()
+    if failed:
+        sys.exit("a seed's run failed; see its run.log")
 
     from rational_lamol.report import load_runs, paired_comparisons, summarize
 

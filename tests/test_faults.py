@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from tiny_configs import tiny_lamol_toml
+from tiny_configs import tiny_config_dict, write_toml
 
 from invrat import train_invrat
 from invrat.config import load_config as load_invrat_config
@@ -31,7 +31,7 @@ from rationale_commons.loaders import load_data
 from rationale_commons.runtime import FAULT_ENV
 from rationale_commons.synthetic import make_task
 
-LAMOL_TOML = tiny_lamol_toml("tiny-faults", ["finetune", "lamol"])
+LAMOL_CONFIG = tiny_config_dict(name="tiny-faults", methods=["finetune", "lamol"])
 
 INVRAT_TOML = """
 hidden_dim = 6
@@ -72,7 +72,7 @@ def same_tensors(a: Path, b: Path) -> bool:
 @pytest.mark.slow
 def test_lamol_run_killed_during_a_save_and_after_a_stage_resumes_to_the_same_results(tmp_path: Path) -> None:
     config = tmp_path / "tiny.toml"
-    config.write_text(LAMOL_TOML, encoding="utf-8")
+    write_toml(config, LAMOL_CONFIG)
     ref, out = tmp_path / "ref", tmp_path / "out"
     run_experiment(load_lamol_config(config), ref)  # the uninterrupted run (in this process: faster)
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_configs import tiny_lamol_toml
+from tiny_configs import tiny_config_dict, write_toml
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
@@ -54,12 +54,12 @@ def test_task_baselines_of_the_demo_protocol(tmp_path):
                for row in result["tasks"].values())
 
 
-TINY_TWO_TASKS = tiny_lamol_toml("tiny")
+TINY_TWO_TASKS = tiny_config_dict(methods=["lamol"])
 
 
 def test_replay_quality_learns_each_task_alone_and_judges_its_samples(tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY_TWO_TASKS)
+    write_toml(config, TINY_TWO_TASKS)
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_replay_quality.py"), str(config),
                     "--samples", "3", "--jobs", "2", "--out", str(tmp_path / "runs"),
                     "--json", str(tmp_path / "replay.json")], cwd=REPO, env=ENV, check=True, capture_output=True)
@@ -76,7 +76,7 @@ def test_replay_quality_learns_each_task_alone_and_judges_its_samples(tmp_path):
 
 def test_main_job_archives_its_runs_and_a_lost_run_dir_is_restored_from_the_archive(tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(tiny_lamol_toml("tiny", ["finetune", "lamol"]))
+    write_toml(config, tiny_config_dict(methods=["finetune", "lamol"]))
     runs, archive = tmp_path / "runs", tmp_path / "archive"
 
     def main_job(*extra: str) -> dict:

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from tiny_configs import tiny_config_dict
 
 from rationale_commons.records import Example
 
@@ -35,22 +36,6 @@ def make_example(words: str, label: str, query: str | None = None, idx: str = "e
 @pytest.fixture
 def example_factory():
     return make_example
-
-
-def tiny_config_dict(tmp_path=None, **training) -> dict:
-    """A config that trains a 1-layer GPT-2 on two tiny synthetic tasks in seconds."""
-    return {
-        "name": "tiny",
-        "model": {"source": "gpt2-scratch", "n_layer": 1, "n_head": 2, "n_embd": 32, "vocab_size": 400,
-                  "max_length": 80, "dropout": 0.0},
-        "tasks": [
-            {"name": "sentiment", "data": "synthetic:sentiment", "max_train": 12, "max_val": 4, "max_test": 6},
-            {"name": "topic", "data": "synthetic:topic", "max_train": 12, "max_val": 4, "max_test": 6},
-        ],
-        "methods": ["finetune", "lamol", "multitask"],
-        "training": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "threads": 1, "gen_batch_size": 8,
-                     "gamma": 0.5, **training},
-    }
 
 
 @pytest.fixture

@@ -7,16 +7,16 @@ import json
 import subprocess
 
 import pytest
-from tiny_configs import tiny_lamol_toml
+from tiny_configs import tiny_config_dict, write_toml
 
-TINY = tiny_lamol_toml("tiny-ddp", max_train=8)
+TINY = tiny_config_dict(name="tiny-ddp", methods=["lamol"], max_train=8)
 
 
 @pytest.mark.slow
 def test_two_process_gloo_run(tmp_path, two_cpu_processes):
     launch, env = two_cpu_processes
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text(TINY)
+    write_toml(cfg, TINY)
     out = tmp_path / "run"
     cmd = [*launch, "-m", "rational_lamol.cli", "run", "--config", str(cfg), "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)

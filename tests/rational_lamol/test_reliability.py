@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tiny_configs import write_toml
 from typer.testing import CliRunner
 
 from rational_lamol.cli import app
@@ -34,20 +35,6 @@ def one_line_error(*args: object) -> str:
     errors = [line for line in lines if line.startswith("rational-lamol: error:")]
     assert code == 2 and errors == lines[-1:] and "Traceback" not in err, (code, err)
     return lines[-1]
-
-
-def write_toml(path: Path, cfg: dict) -> Path:
-    """The tiny config as TOML (flat enough to write by hand)."""
-    def value(v):
-        return json.dumps(v)
-
-    lines = [f"name = {value(cfg['name'])}", f"methods = {value(cfg['methods'])}", "[model]"]
-    lines += [f"{k} = {value(v)}" for k, v in cfg["model"].items()]
-    lines += ["[training]"] + [f"{k} = {value(v)}" for k, v in cfg["training"].items()]
-    for task in cfg["tasks"]:
-        lines += ["[[tasks]]"] + [f"{k} = {value(v)}" for k, v in task.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 # -- one run per dir ------------------------------------------------------------------------------
