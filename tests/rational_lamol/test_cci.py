@@ -455,8 +455,11 @@ def test_causal_threshold_zero_rows_need_no_selection(monkeypatch):
 
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_cpu_selection_equals_the_topk_selection(ties, dtype):
-    """numpy.partition (CPU) and topk (GPU) find the same order statistics, duplicates counted."""
+@pytest.mark.parametrize("sort_max_entries", [0, 512], ids=["partition", "sort"])
+def test_the_cpu_selection_equals_the_topk_selection(ties, dtype, sort_max_entries, monkeypatch):
+    """numpy's sort or partition (CPU) and topk (GPU) find the same order statistics, duplicates
+    counted."""
+    monkeypatch.setattr(cci, "SORT_MAX_ENTRIES", sort_max_entries)
     att = causal_rows(2, 3, 41, 41, seed=3, ties=ties).to(dtype)
     for j in (0, 1, 7, 20, 32, 39):
         cpu, gpu = cci._order_pair_numpy(att, j), cci._order_pair_topk(att, j)
@@ -467,12 +470,18 @@ def test_the_cpu_selection_equals_the_topk_selection(ties, dtype):
 
 @pytest.mark.parametrize(
     "spoil",
-    ["negative", "nonzero_after", "not_causal"],
+    ["negative", "negative_below_the_top", "mostly_negative", "nonzero_after", "not_causal"],
 )
 def test_causal_threshold_falls_back_on_non_causal_rows(spoil):
+    """Negative entries: in a row of few keys (its threshold stays 0), in a selection row below its
+    k largest (the prefix still decides) or among them (the full row decides)."""
     att = causal_rows(2, 2, 30, 30)
     if spoil == "negative":
         att[0, 1, 2, 0] = -1e-3
+    elif spoil == "negative_below_the_top":
+        att[0, 1, 20, :3] = -1e-3
+    elif spoil == "mostly_negative":
+        att[1, 0, 25, :24] = -1e-3  # 2 positive keys and the zeros after
     elif spoil == "nonzero_after":
         att[1, 0, 3, 29] = 1e-6
     else:

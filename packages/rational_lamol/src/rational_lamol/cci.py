@@ -124,8 +124,9 @@ def _order_pair(values: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tenso
     """The ``j``-th and ``(j + 1)``-th smallest entries of each row (last axis, duplicates counted,
     ``0 <= j < n - 1``), ``(..., 1)`` each.
 
-    On CPU one ``numpy.partition`` (introselect, vectorized in numpy 2: 3-7x faster than ``topk``
-    on attention rows of 128-1,024 entries); elsewhere a partial ``topk`` from the nearer end.
+    On CPU a ``numpy.sort`` of rows up to :data:`SORT_MAX_ENTRIES` entries and one
+    ``numpy.partition`` of longer ones (both vectorized in numpy 2, 3-7x faster than ``topk`` on
+    attention rows of 128-1,024 entries); elsewhere a partial ``topk`` from the nearer end.
     Either way the values are exact, so the thresholds are the same bit for bit.
     """
     if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
@@ -133,9 +134,18 @@ def _order_pair(values: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tenso
     return _order_pair_topk(values, j)
 
 
+#: rows of at most this many entries are sorted whole (numpy 2's vectorized sort: 1.5-1.8x faster
+#: than a partition and the minimum above it at 128-512 entries on the development machine's
+#: AVX-512 CPU, slower at 1,024); longer rows are partitioned
+SORT_MAX_ENTRIES = 512
+
+
 def _order_pair_numpy(values: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tensor]:
     n = values.shape[-1]
     rows = values.detach().numpy()
+    if n <= SORT_MAX_ENTRIES:
+        ordered = np.sort(rows, axis=-1)
+        return torch.from_numpy(ordered[..., j : j + 1].copy()), torch.from_numpy(ordered[..., j + 1 : j + 2].copy())
     # The extreme of the entries beyond the partition point is torch's reduction: numpy reduces
     # short rows one at a time (4x slower at 100 entries per row).
     if n - j - 1 <= j + 1:  # nearer the top: place sorted[j], the rest above it
@@ -195,8 +205,8 @@ def causal_threshold(values: torch.Tensor, beta: float = 20.0, first: int = 0) -
 
     Row ``i`` of ``values`` ``(..., S, D)`` is expected to be causal: zero at keys ``> first + i``
     and non-negative (post-softmax attention). Rows are taken in bands; a band is checked (exact
-    zeros after its last row's prefix ``p``; no negative entry in ``values``) and, when it passes,
-    needs only its prefix: with at least ``lo + 2`` zeros (``p <= D - lo - 2``) both order
+    zeros after its last row's prefix ``p``; none of its k largest entries negative) and, when it
+    passes, needs only its prefix: with at least ``lo + 2`` zeros (``p <= D - lo - 2``) both order
     statistics are 0 and so is the threshold, with no selection; otherwise the top ``D - lo``
     entries lie in the prefix (``p >= D - lo``), and the selection reads ``p`` entries instead of
     ``D``. A band that fails the check, and beta > 50 (the order statistics near the bottom), take
@@ -225,23 +235,35 @@ def _causal_threshold_with_extents(
     step = max(1, math.ceil((S - n_zero) / CAUSAL_BANDS))
     edges = [0, n_zero] if n_zero else [0]
     edges += list(range(n_zero + step, S, step)) + [S]
-    non_negative = bool(values.amin() >= 0)
     extents = []
     for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
         if r0 == r1:
             continue
         band, p = values[..., r0:r1, :], min(D, first + r1)
-        if not (non_negative and _zero_after(band, p)):
+        threshold = _prefix_threshold(band, p, k, t, zero=r1 <= n_zero) if _zero_after(band, p) else None
+        if threshold is None:
             out[..., r0:r1, :] = _full_row_threshold(band, q)
             p = D
-        elif r1 <= n_zero:
-            out[..., r0:r1, :] = 0.0
         else:
-            prefix = band[..., : max(p, k)]
-            a, b = _order_pair(prefix, prefix.shape[-1] - k)
-            out[..., r0:r1, :] = _lerp_like_numpy(a, b, t)
+            out[..., r0:r1, :] = threshold
         extents.append((r0, r1, p))
     return out, extents
+
+
+def _prefix_threshold(band: torch.Tensor, p: int, k: int, t: float, *, zero: bool) -> torch.Tensor | float | None:
+    """The threshold of rows that are zero from key ``p`` on, from their prefix alone, or None
+    where a negative entry makes the prefix insufficient.
+
+    ``zero``: the rows hold at least ``lo + 2`` zeros and at most ``D - lo - 2 <= lo`` other
+    entries, so sorted positions ``lo`` and ``lo + 1`` are zeros whatever their signs. Otherwise
+    the row's ``k`` largest entries are the prefix's ``k`` largest whenever the k-th of them is not
+    below the zeros that follow: checked on the order statistics found, not on every entry.
+    """
+    if zero:
+        return 0.0
+    prefix = band[..., : max(p, k)]
+    a, b = _order_pair(prefix, prefix.shape[-1] - k)
+    return _lerp_like_numpy(a, b, t) if bool((a >= 0).all()) else None
 
 
 def _zero_after(band: torch.Tensor, p: int) -> bool:
