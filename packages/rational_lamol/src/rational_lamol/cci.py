@@ -37,7 +37,7 @@ counts are exact: 0/1 masks are written as float32 by ``torch.gt`` in cache-size
 multiplied (integer counts below 2**24) and divided in float64. Causal rows take the percentile
 from a prefix of the row, or need none (threshold 0): :func:`causal_threshold`, bit for bit
 :func:`percentile_threshold`; their masks are counted on the prefix too. On CPU the percentile's
-order statistics come from ``numpy.partition`` (:func:`_order_pair`).
+order statistics come from numpy's vectorized sort or partition (:func:`_order_pair`).
 
 Axis letters: N examples, B batch, L blocks, H heads, T tokens, S query rows, D document keys.
 """
