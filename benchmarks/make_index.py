@@ -249,8 +249,11 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
                                     f"({d['model']['n_layer']}L d{d['model']['n_embd']})"),
     "design_lr_floor": lambda d: "; ".join(f"lr_floor {v}: {r['unlearned']} unlearned of {len(r['runs'])}, lowest diagonal "
                                            f"{r['lowest_diagonal']}, mean ACC {r['mean_acc']}" for v, r in d["variants"].items()),
-    "replay_quality": lambda d: "; ".join(f"{Path(v['config']).stem}: well-formed {100 * v['well_formed_share']:.0f}%, "
-                                          f"score - majority {v['score_minus_majority']:+.1f}" for v in d["variants"]),
+    # the folder also holds one `rational-lamol run` of two tasks (replay_two_tasks.json)
+    "replay_quality": lambda d: "; ".join(
+        f"{Path(v['config']).stem}: well-formed {100 * v['well_formed_share']:.0f}%, "
+        f"score - majority {v['score_minus_majority']:+.1f}" for v in d["variants"]) if "variants" in d else "; ".join(
+        f"{r['method']}: ACC {r['metrics']['acc']:.1f}, BWT {r['metrics']['bwt']:+.1f}" for r in d["results"]["runs"]),
     "task_baselines": lambda d: "; ".join(f"{task}: majority {row['majority']:.1f}%, TF-IDF {row['tfidf_logreg']:.1f}%"
                                           for task, row in d["tasks"].items()),
 }
