@@ -468,6 +468,13 @@ def test_the_cpu_selection_equals_the_topk_selection(ties, dtype, sort_max_entri
         assert torch.equal(cpu[0], ordered[..., j : j + 1]) and torch.equal(cpu[1], ordered[..., j + 1 : j + 2])
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_causal_threshold_reads_half_precision_maps(dtype):
+    """numpy has no bfloat16: half-precision maps take torch's path for every check and selection."""
+    att = causal_rows(2, 3, 40, 40, seed=5).to(dtype)
+    assert torch.equal(cci.causal_threshold(att, 20.0), percentile_threshold(att, 20.0))
+
+
 @pytest.mark.parametrize(
     "spoil",
     ["negative", "negative_below_the_top", "mostly_negative", "nonzero_after", "not_causal"],

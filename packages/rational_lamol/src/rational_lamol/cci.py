@@ -129,9 +129,14 @@ def _order_pair(values: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tenso
     attention rows of 128-1,024 entries); elsewhere a partial ``topk`` from the nearer end.
     Either way the values are exact, so the thresholds are the same bit for bit.
     """
-    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+    if _numpy_view_ok(values):
         return _order_pair_numpy(values, j)
     return _order_pair_topk(values, j)
+
+
+def _numpy_view_ok(values: torch.Tensor) -> bool:
+    """Whether ``values`` can be read as a numpy array without a copy (CPU, float32 or float64)."""
+    return values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
 
 
 #: rows of at most this many entries are sorted whole (numpy 2's vectorized sort: 1.5-1.8x faster
@@ -270,7 +275,7 @@ def _zero_after(band: torch.Tensor, p: int) -> bool:
     """Whether every row of ``band`` is exactly zero from key ``p`` on (numpy's ``any`` on CPU:
     3-4x faster than torch's on these strided slices)."""
     rest = band[..., p:]
-    return not (rest.detach().numpy().any() if rest.device.type == "cpu" else bool(rest.any()))
+    return not (rest.detach().numpy().any() if _numpy_view_ok(rest) else bool(rest.any()))
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
