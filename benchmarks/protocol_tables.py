@@ -6,9 +6,9 @@
 
 Prints: the unlearned (seed, order) pairs (``lamol`` scored below ``--learned-below`` on a task
 right after training it, or with ``--majority-from`` at or below that task's majority class: the
-protocol's pre-registered learnability rule), ACC / BWT mean ± std per
-method, the paired comparisons as the summary records them, and the primary comparisons again
-without the unlearned pairs; with ``--matrices``, every run's score matrix.
+protocol's pre-registered learnability rule), ACC / BWT mean ± std per method with the share of
+CCI's examples whose vote a tie split, the paired comparisons as the summary records them, and the
+primary comparisons again without the unlearned pairs; with ``--matrices``, every run's score matrix.
 """
 
 from __future__ import annotations
@@ -87,10 +87,11 @@ def main() -> None:
         diagonal = " / ".join(f"{lamol['score_matrix'][i][i]:.1f}" for i in range(len(order)))
         print(f"- seed {seed}, {' → '.join(order)}: lamol diagonal {diagonal}")
 
-    print("\n| method | runs | ACC | BWT |\n|---|---|---|---|")
+    print("\n| method | runs | ACC | BWT | CCI examples with tied votes |\n|---|---|---|---|---|")
     for row in data["summary"]:
-        acc, bwt = row["acc"], row["bwt"]
-        print(f"| `{row['method']}` | {row['n_runs']} | {mean_std(acc)} | {mean_std(bwt) if bwt['n'] else '—'} |")
+        acc, bwt, tied = row["acc"], row["bwt"], row.get("cci_tied_share")
+        print(f"| `{row['method']}` | {row['n_runs']} | {mean_std(acc)} | {mean_std(bwt) if bwt['n'] else '—'} | "
+              f"{'' if tied is None else f'{100 * tied:.1f}%'} |")
 
     print("\n| comparison | metric | pairs | mean difference | 95% CI | wins / losses / ties | sign test p |")
     print("|---|---|---|---|---|---|---|")
