@@ -83,6 +83,8 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                         "protocols/design_lr_floor", "docs/results/demo_design.md"),
     "task_baselines": ("what a config's tasks' labels alone give on their test splits: majority class, TF-IDF "
                        "logistic regression", "bench_task_baselines.py", "docs/results/lamol_protocol.md"),
+    "rationale_chance": ("token F1 of InvRat-length rationales chosen at random and from the front, on the "
+                         "examples CCI reads", "bench_rationale_chance.py", "docs/results/lamol_protocol.md"),
     "replay_quality": ("each task learned alone: its score against the majority class, and the share of "
                        "well-formed pseudo-samples its model generates; and one two-task `rational-lamol run` "
                        "with that replay", "bench_replay_quality.py",
@@ -261,6 +263,8 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "replay_quality": headline_replay_quality,
     "task_baselines": lambda d: "; ".join(f"{task}: majority {row['majority']:.1f}%, TF-IDF {row['tfidf_logreg']:.1f}%"
                                           for task, row in d["tasks"].items()),
+    "rationale_chance": lambda d: "; ".join(f"{task}: random {row['random_token_f1']:.3f}, first k {row['first_k_token_f1']:.3f}"
+                                            for task, row in d["tasks"].items()),
 }
 
 
