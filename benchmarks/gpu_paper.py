@@ -303,7 +303,7 @@ def run(args) -> None:
     from rational_lamol.cli import setup_logging
     from rational_lamol.pipeline import DeadlineReached, Session
     from rational_lamol.results import write_results
-    from rational_lamol.trainer import process_state
+    from rational_lamol.trainer import end_process_group, process_state
     from rationale_commons.runtime import lock_run_dir
 
     t0, deadline = time.perf_counter(), time.monotonic() + args.budget
@@ -366,6 +366,7 @@ def run(args) -> None:
         memory = gather_object([peak_memory(state.device)])  # every process's, in process order
         if main:
             report("complete" if stopped_before is None else "stopped at the budget", memory)
+    end_process_group()
 
 
 def main() -> None:

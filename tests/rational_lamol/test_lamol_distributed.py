@@ -52,3 +52,18 @@ def test_auto_device_follows_a_cpu_launch(monkeypatch):
     accelerator = get_accelerator(TrainingConfig(device="auto", precision="auto"))
     assert accelerator.device.type == "cpu"
     assert accelerator.mixed_precision == "no"
+
+
+def test_a_finished_run_ends_its_process_group(tmp_path):
+    """Every process ends the group once it no longer communicates: a gloo group left to
+    interpreter shutdown aborted a finished run now and then ("terminate called without an
+    active exception")."""
+    import torch.distributed as dist
+
+    from rational_lamol.trainer import end_process_group
+
+    end_process_group()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    end_process_group()
+    assert not dist.is_initialized()

@@ -73,7 +73,7 @@ def run(
     if resume and out is None:
         raise DataError("--resume needs --out DIR (the run dir to continue)")
     out_dir = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from rational_lamol.trainer import process_state
+    from rational_lamol.trainer import end_process_group, process_state
 
     main_process = process_state().is_main_process
     # the lock first: a second process must not even append to this run's log
@@ -87,6 +87,7 @@ def run(
             typer.echo(f"\n{len(results['runs'])} run(s) in {time.perf_counter() - t0:.0f}s; "
                        f"results: {out_dir / 'results.json'}")
             _print_comparison_and_report([out_dir], out_dir / "report.html")
+    end_process_group()
 
 
 def _override(cfg, *, model: str | None, seeds: str | None, methods: str | None = None):

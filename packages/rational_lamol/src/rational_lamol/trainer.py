@@ -83,6 +83,16 @@ def process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
+def end_process_group() -> None:
+    """End a multi-process run: every process waits for the others, then destroys the group (no-op
+    in a single process). Called once the processes no longer communicate: a gloo group left to
+    interpreter shutdown, or destroyed by one process while another still writes, aborts a process
+    now and then ("terminate called without an active exception") after a run that finished."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def get_accelerator(config: TrainingConfig):
     """One Accelerator per process, set up from the config's device and precision.
 
