@@ -44,6 +44,13 @@ def test_quick_speed_benchmark_writes_its_result(script, tmp_path):
         assert all(size["forward_s_per_example"]["identical_attention_maps"] for size in result["sizes"])
         assert all(size[level]["max_abs_score_difference"] < 1e-12 for size in result["sizes"]
                    for level in ("block", "head"))
+        for size in result["sizes"]:  # the floor: prefixes sorted at power-of-two lengths up to D
+            floor = size["floor_s_per_example"]
+            assert floor["sort_lengths"][-1] == size["doc_tokens"]
+            assert all(n & (n - 1) == 0 for n in floor["sort_lengths"])
+            assert 0 < floor["copied_share_of_entries"] < 1
+            assert 0 < floor["fused_pass"] <= floor["read_maps_once"] + floor["copy_and_sort_needed_prefixes"]
+            assert size["block"]["official_over_floor"] > 0
 
 
 def test_task_baselines_of_the_demo_protocol(tmp_path):

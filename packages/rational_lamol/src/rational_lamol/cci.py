@@ -238,8 +238,10 @@ def _causal_threshold_with_extents(
     out = torch.empty((*values.shape[:-1], 1), dtype=values.dtype, device=values.device)
     n_zero = min(S, max(0, D - lo - 2 - first))  # rows whose prefix leaves >= lo + 2 zeros
     step = max(1, math.ceil((S - n_zero) / CAUSAL_BANDS))
-    edges = [0, n_zero] if n_zero else [0]
-    edges += list(range(n_zero + step, S, step)) + [S]
+    # numpy's sort costs the same at every row length up to the next power of two: no band
+    # straddles one (a band of prefixes 200-300 would sort all its rows at the cost of 512)
+    powers = [(1 << i) - first for i in range(1, (first + S).bit_length())]
+    edges = sorted({0, n_zero, S, *range(n_zero + step, S, step), *(r for r in powers if n_zero < r < S)})
     extents = []
     for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
         if r0 == r1:
