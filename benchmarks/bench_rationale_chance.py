@@ -13,22 +13,19 @@ Writes ``benchmarks/results/rationale_chance/<config name>.json``; nothing is tr
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from invrat.baselines import BASELINE_SEED, first_k_selection, random_selection
 from invrat.evaluate import RANDOM_DRAWS
-from rational_lamol.config import load_config
 from rational_lamol.rationale_sources import rationale_quality
 from rational_lamol.tasks import load_tasks
 from rationale_commons.records import Example
 from rationale_commons.spans import spans_to_mask
 
-from common import command_line, result_path, write_result
+from common import command_line, config_and_out, result_path, write_result
 
 SPLIT = "val"  # the split CCI reads its examples from
 
@@ -55,12 +52,8 @@ def chance_scores(examples: Sequence[Example], alpha: float, draws: int = RANDOM
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="a config file, or a built-in config's name")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
     started = time.perf_counter()
-    config = load_config(args.config)
+    config, out = config_and_out(__doc__, argv)
     alpha = float(config.invrat["alpha"])
     tasks = load_tasks(config)
     rows = {}
@@ -73,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"benchmark": "token F1 of InvRat-length rationales at random and from the front, on CCI's examples",
               "command": command_line(), "config": config.name, "split": SPLIT, "alpha": alpha, "tasks": rows,
               "total_seconds": round(time.perf_counter() - started, 1)}
-    write_result(args.out or result_path("rationale_chance", config.name), result)
+    write_result(out or result_path("rationale_chance", config.name), result)
     return result
 
 

@@ -60,6 +60,18 @@ def command_line() -> str:
     return shlex.join(["python", script_text, *sys.argv[1:]])
 
 
+def config_and_out(doc: str, argv: list[str] | None):
+    """``--config`` (a file or a built-in config's name, loaded and validated) and ``--out`` (None:
+    the script's default) of a benchmark that reads one experiment config and trains nothing."""
+    from rational_lamol.config import load_config
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--config", required=True, help="a config file, or a built-in config's name")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    return load_config(args.config), args.out
+
+
 def parse_override(text: str) -> tuple[str, object]:
     """``key=value`` with a JSON value (``2``, ``true``, ``"x"``), else the raw string."""
     key, sep, value = text.partition("=")
